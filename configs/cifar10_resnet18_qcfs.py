@@ -1,0 +1,32 @@
+r"""CIFAR-10, ResNet-18 (3×3 stem, no max-pool) with QCFS activations.
+
+Run::
+
+    python train.py --config configs/cifar10_resnet18_qcfs.py --workdir /tmp/cifar10_resnet18_qcfs
+    python train.py --config configs/cifar10_resnet18_qcfs.py:runlocal --workdir /tmp/smoke
+
+Recipe (QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs, batch 200,
+L=8, crop+flip+AutoAugment+Cutout(16).
+
+Expected: not yet measured here (no GPU run yet). Paper: ANN 96.04%; SNN 94.82% at T=8, 96.08% at
+T=32.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the config; ``arg`` keys as in :func:`configs.common.qcfs_config`."""
+    return common.qcfs_config(
+        arg,
+        dataset="cifar10",
+        model="ResNet18",
+        levels=8,
+        epochs=300,
+        batch=200,
+        lr=0.1,
+        augment="autoaugment_cutout",
+        cutout=16,
+    )

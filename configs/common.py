@@ -1,0 +1,154 @@
+"""Shared config pieces: the ``path.py:key=value,...`` argument parser and common blocks.
+
+Every config's ``get_config(arg=None)`` starts with :func:`parse_arg`, so one command line picks
+options without editing files (big_vision style)::
+
+    python train.py --config configs/fashion_mnist_cnn.py:L=8,epochs=3 --workdir /tmp/fm
+"""
+
+import ml_collections
+
+
+def _cast(key: str, text: str, default):
+    """Converts ``text`` to the type of ``default`` (bool, int, float or str)."""
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on", ""):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"config arg {key}: expected a boolean, got {text!r}")
+    for kind in (int, float):
+        if isinstance(default, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(
+                    f"config arg {key}: expected {kind.__name__}, got {text!r}"
+                ) from None
+    return text
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses ``"L=8,epochs=3,runlocal"`` against typed ``defaults``.
+
+    ``key=value`` is cast to the type of the default; a bare ``key`` means ``True``. Keys that are
+    not in ``defaults`` raise, so a typo never silently trains the wrong model.
+
+    Args:
+      arg: the text after ``:`` in ``--config path.py:...`` (``None`` or empty: all defaults).
+      **defaults: allowed keys and their default values (their types fix the parsing).
+
+    Returns:
+      A ConfigDict with one field per key of ``defaults``.
+
+    Raises:
+      ValueError: unknown key or a value of the wrong type (one line naming the key).
+    """
+    values = dict(defaults)
+    for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise ValueError(f"config arg {key!r}: unknown; allowed keys are {sorted(defaults)}")
+        default = defaults[key]
+        if not sep:
+            values[key] = True
+        elif default is None:
+            values[key] = text
+        else:
+            values[key] = _cast(key, text.strip(), default)
+    return ml_collections.ConfigDict(values)
+
+
+def sgd_block(config: ml_collections.ConfigDict, *, lr: float, wd: float = 5e-4) -> None:
+    """QCFS/SRP optimiser (spec §2.6, §9): SGD momentum 0.9, wd on all params, cosine per epoch."""
+    config.optimizer = "sgd"
+    config.learning_rate = lr
+    config.momentum = 0.9
+    config.weight_decay = wd
+    config.schedule = "cosine"
+    config.warmup_epochs = 0
+
+
+def model_block(config: ml_collections.ConfigDict, *, model: str, levels: int) -> None:
+    """ANN architecture with a QCFS activation of ``levels`` steps and λ initialised to 8."""
+    config.model = model
+    config.model_kwargs = ml_collections.ConfigDict()  # Extra constructor args (e.g. stem).
+    config.num_classes = None  # None: taken from the dataset.
+    config.activation = "qcfs"  # 'qcfs' | 'relu' | 'clip_relu'
+    config.levels = levels
+    config.init_threshold = 8.0
+    config.threshold_min = 1e-3  # λ is projected to >= this after every update.
+
+
+def loop_block(config: ml_collections.ConfigDict, *, epochs: int, batch: int, eval_batch: int):
+    """Epochs, batch sizes, seed, checkpoint/log cadence and the progress bar."""
+    config.num_epochs = epochs
+    config.batch_size = batch
+    config.eval_batch_size = eval_batch
+    config.seed = 42
+    config.max_steps = None  # None: train all epochs; an int stops (and checkpoints) there.
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+    config.log_every_steps = 100
+    config.progress = True
+    config.distributed = False  # True: call jax.distributed.initialize() (multi-host).
+
+
+def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str = "qcfs"):
+    """Placeholder read by ``convert.py``: simulation length, method and SRP pre-sim steps."""
+    config.convert = ml_collections.ConfigDict(dict(T=T, method=method, presim=4))
+
+
+def data_block(config: ml_collections.ConfigDict, *, dataset: str, augment: str | None = None):
+    """Dataset fields read by :mod:`jaxsnn.data` (``augment=None``: the dataset default)."""
+    config.dataset = dataset
+    config.data_dir = None  # TFDS data_dir with array_record data (None: TFDS default).
+    config.idx_dir = None  # MNIST-format IDX directory (None: /usr/share/datasets/fashion-mnist).
+    config.augment = augment  # 'none' | 'crop_flip' | 'crop_flip_cutout' | 'autoaugment_cutout'
+    config.cutout = None  # Cutout hole size (None: the dataset default).
+    config.image_size = None  # ImageNet crop size (None: 224).
+    config.data_workers = 2
+    config.data_prefetch = 2
+
+
+def qcfs_config(
+    arg: str | None,
+    *,
+    dataset: str,
+    model: str,
+    levels: int,
+    epochs: int,
+    batch: int,
+    lr: float,
+    augment: str,
+    cutout: int | None = None,
+    eval_batch: int = 512,
+    wd: float = 5e-4,
+    stem: str = "",
+) -> ml_collections.ConfigDict:
+    """A QCFS/SRP-style ANN training config (spec §2.6, §4.5, §9) with command-line overrides.
+
+    ``arg`` keys: ``L``, ``epochs``, ``batch``, ``lr``, ``wd``, ``seed``, ``T`` (for conversion),
+    ``data_dir``, ``stem`` (ResNets: 'cifar' = reference 3×3 stem, 'imagenet' = 7×7/2 stem), and
+    ``runlocal`` (a 1-epoch, 10-step smoke run).
+    """
+    arg = parse_arg(
+        arg, L=levels, epochs=epochs, batch=batch, lr=lr, wd=wd, seed=42, T=32, data_dir="",
+        stem=stem, runlocal=False,
+    )  # fmt: skip
+    config = ml_collections.ConfigDict()
+    data_block(config, dataset=dataset, augment=augment)
+    config.cutout = cutout
+    config.data_dir = arg.data_dir or None
+    model_block(config, model=model, levels=arg.L)
+    if arg.stem:
+        config.model_kwargs.stem = arg.stem
+    sgd_block(config, lr=arg.lr, wd=arg.wd)
+    loop_block(config, epochs=arg.epochs, batch=arg.batch, eval_batch=eval_batch)
+    config.seed = arg.seed
+    if arg.runlocal:
+        config.num_epochs, config.max_steps, config.log_every_steps = 1, 10, 1
+    convert_block(config, T=arg.T)
+    return config

@@ -1,0 +1,45 @@
+r"""Fashion-MNIST, SmallCNN with QCFS activations: the demo (trains on 2 CPU cores in minutes).
+
+Run (reads the IDX files in /usr/share/datasets/fashion-mnist unless idx_dir= is given)::
+
+    python train.py --config configs/fashion_mnist_cnn.py:L=4 --workdir /tmp/fm_L4
+    python train.py --config configs/fashion_mnist_cnn.py:L=8,epochs=3 --workdir /tmp/fm_L8
+
+Arguments: L (QCFS levels, default 4), epochs, batch, lr, opt ('sgd' | 'adam'), idx_dir,
+runlocal (one short epoch, for a smoke test).
+
+Expected: not yet measured.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Returns the Fashion-MNIST demo config."""
+    arg = common.parse_arg(
+        arg, L=4, epochs=5, batch=128, lr=0.0, opt="sgd", idx_dir="", runlocal=False
+    )
+    config = ml_collections.ConfigDict()
+    common.data_block(config, dataset="fashion_mnist", augment="none")
+    config.idx_dir = arg.idx_dir or None
+    common.model_block(config, model="SmallCNN", levels=arg.L)
+    if arg.opt == "adam":
+        config.optimizer = "adam"
+        config.learning_rate = arg.lr or 1e-3
+        config.momentum = 0.9  # Unused by Adam.
+        config.weight_decay = 0.0
+        config.schedule = "cosine"
+        config.warmup_epochs = 0
+    else:
+        common.sgd_block(config, lr=arg.lr or 0.1, wd=5e-4)
+    common.loop_block(config, epochs=arg.epochs, batch=arg.batch, eval_batch=512)
+    config.checkpoint_every_steps = 200
+    config.log_every_steps = 50
+    if arg.runlocal:
+        config.num_epochs = 1
+        config.max_steps = 20
+        config.log_every_steps = 5
+    common.convert_block(config, T=32)
+    return config

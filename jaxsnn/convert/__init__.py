@@ -1,0 +1,27 @@
+"""ANN→SNN conversion stages (pure functions over variable trees)."""
+
+from jaxsnn.convert.stages import (
+    check_threshold,
+    convert,
+    extract_thresholds,
+    fold_batchnorm,
+    init_membrane,
+    make_snn_model,
+    membrane_shapes,
+    scale_thresholds,
+    to_snn_params,
+    validate_variables,
+)
+
+__all__ = [
+    "check_threshold",
+    "convert",
+    "extract_thresholds",
+    "fold_batchnorm",
+    "init_membrane",
+    "make_snn_model",
+    "membrane_shapes",
+    "scale_thresholds",
+    "to_snn_params",
+    "validate_variables",
+]

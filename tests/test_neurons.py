@@ -1,0 +1,67 @@
+"""IF and burst kernels: single-step dynamics and the QCFS↔IF equivalence (spec I-1)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxsnn.neurons import IF, Burst, NeuronState
+from jaxsnn.ops import qcfs
+
+
+def test_if_step_charge_fire_soft_reset():
+    neuron = IF()
+    state = neuron.init_state((4,), jnp.float32)  # u = 1/2
+    x = jnp.array([0.0, 1.0, 2.0, -1.0], jnp.float32)
+    spikes, state = neuron.step(x, state, threshold=jnp.float32(2.0))
+    # u = 0.5 + x/2 = [0.5, 1.0, 1.5, 0.0]; ties fire; subtract one threshold.
+    np.testing.assert_array_equal(spikes, [0, 1, 1, 0])
+    np.testing.assert_array_equal(state.v, [0.5, 0.0, 0.5, 0.0])
+
+
+def test_burst_step_caps_spikes_and_subtracts_what_it_fired():
+    neuron = Burst(max_spikes=3, shift=0.0)
+    state = NeuronState(jnp.zeros(3, jnp.float32))
+    spikes, state = neuron.step(jnp.array([2.5, 7.0, -1.0]), state, threshold=jnp.float32(1.0))
+    np.testing.assert_array_equal(spikes, [2, 3, 0])
+    np.testing.assert_array_equal(state.v, [0.5, 4.0, -1.0])
+
+
+def _if_counts(x, theta, num_steps):
+    """Cumulative IF spike count after every step, constant input, u(0) = 1/2."""
+    neuron = IF()
+
+    def step(state, _):
+        s, state = neuron.step(x, state, threshold=theta)
+        return state, s
+
+    _, spikes = jax.lax.scan(step, neuron.init_state(x.shape, x.dtype), None, length=num_steps)
+    return jnp.cumsum(spikes, axis=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    m=st.integers(-40, 300),
+    k=st.integers(0, 6),
+    e=st.integers(-3, 3),
+    num_steps=st.integers(1, 48),
+)
+def test_if_with_half_potential_equals_qcfs_with_levels_t(m, k, e, num_steps):
+    """I-1: N(t) = clip(floor(t·x/θ + 1/2), 0, t) for every t ≤ T, on dyadic inputs (exact in f32)."""
+    theta = jnp.float32(2.0**e)
+    x = jnp.float32(m / 2**k) * theta  # x/θ dyadic
+    counts = jax.jit(_if_counts, static_argnums=2)(x[None], theta, num_steps)[:, 0]
+    t = np.arange(1, num_steps + 1)
+    expected = np.clip(np.floor(t * (m / 2**k) + 0.5), 0, t)
+    np.testing.assert_array_equal(np.asarray(counts), expected)
+    for step in (1, num_steps):  # the averaged output is QCFS with L = t
+        rate = counts[step - 1] * theta / step
+        assert float(rate) == float(qcfs(x, theta, step))
+
+
+def test_zero_initial_potential_breaks_the_equivalence():
+    """With u(0) = 0 the count is floor(t·x/θ): x = θ/2 fires nothing in one step, QCFS says θ."""
+    neuron = IF()
+    s, _ = neuron.step(jnp.float32(0.5), neuron.init_state((), jnp.float32, 0.0), threshold=1.0)
+    assert float(s) == 0.0 and float(qcfs(jnp.float32(0.5), jnp.float32(1.0), 1)) == 1.0

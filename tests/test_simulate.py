@@ -1,0 +1,151 @@
+"""Simulation: scan == step-by-step loop, no retracing, vmapped sweeps == loops, T → ∞ limit."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsnn import convert, metrics, models
+from jaxsnn.convert import tree as tree_lib
+from jaxsnn.models import QCFS
+from jaxsnn.simulate import (
+    simulate,
+    simulate_srp,
+    sweep_initial_potentials,
+    sweep_threshold_scales,
+)
+
+SHAPE = (4, 8, 8, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A QCFS ResNet (L = 4) with thresholds near its activations' scale, and its SNN."""
+    key = jax.random.key(0)
+    ann = models.get_model("_ResNetTiny", num_classes=5,
+                           act=functools.partial(QCFS, levels=4, init_threshold=1.0))
+    variables = models.init_variables(ann, key, SHAPE)
+    x = jax.random.normal(jax.random.fold_in(key, 1), SHAPE)
+    snn, params = convert.convert(ann, variables)
+    return ann, variables, snn, params, x
+
+
+def _loop_reference(snn, params, membrane, x, num_steps):
+    total, cumulative = 0.0, []
+    for _ in range(num_steps):
+        out, mutated = snn.apply({"params": params, "membrane": membrane}, x, mutable=["membrane"])
+        membrane = mutated["membrane"]
+        total = total + out
+        cumulative.append(total)
+    return jnp.stack(cumulative)
+
+
+def test_scan_equals_python_loop(tiny):
+    _, _, snn, params, x = tiny
+    membrane = convert.init_membrane(snn, x.shape)
+    out = simulate(snn, params, membrane, x, num_steps=6, stats=True)
+    ref = _loop_reference(snn, params, membrane, x, 6)
+    np.testing.assert_allclose(out.cumulative, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jnp.cumsum(out.outputs, axis=0), out.cumulative, rtol=1e-5, atol=1e-5)
+    assert out.cumulative.shape == (6, 4, 5)
+    assert set(out.stats) == set(convert.extract_thresholds(params))
+    assert all(v["spikes"].shape == (6, 4) for v in out.stats.values())
+
+
+def test_no_retrace_across_batches(tiny):
+    _, _, snn, params, x = tiny
+    membrane = convert.init_membrane(snn, x.shape)
+    simulate(snn, params, membrane, x, num_steps=3)
+    before = simulate._cache_size()
+    for i in range(3):
+        simulate(snn, params, membrane, x + i, num_steps=3)
+    assert simulate._cache_size() == before
+
+
+def test_threshold_sweep_equals_loop(tiny):
+    _, _, snn, params, x = tiny
+    membrane = convert.init_membrane(snn, x.shape)
+    scales = jnp.array([0.5, 1.0, 2.0], jnp.float32)
+    swept = sweep_threshold_scales(snn, params, membrane, x, scales, num_steps=4)
+    for k, s in enumerate(scales):
+        ref = simulate(snn, convert.scale_thresholds(params, s), membrane, x, num_steps=4)
+        np.testing.assert_allclose(swept[k], ref.cumulative, rtol=1e-5, atol=1e-5)
+
+
+def test_initial_potential_sweep_equals_loop(tiny):
+    _, _, snn, params, x = tiny
+    fractions = jnp.array([0.0, 0.5], jnp.float32)
+    swept = sweep_initial_potentials(snn, params, x, fractions, num_steps=4)
+    for k, mode in enumerate(["zero", "half"]):
+        ref = simulate(snn, params, convert.init_membrane(snn, x.shape, mode), x, num_steps=4)
+        np.testing.assert_allclose(swept[k], ref.cumulative, rtol=1e-5, atol=1e-5)
+
+
+def test_snn_approaches_ann_as_t_grows():
+    """With L = 64 the QCFS ANN is close to the clip-ReLU limit the SNN rate converges to."""
+    key = jax.random.key(0)
+    ann = models.get_model("_ResNetTiny", num_classes=5,
+                           act=functools.partial(QCFS, levels=64, init_threshold=1.0))
+    variables = models.init_variables(ann, key, SHAPE)
+    x = jax.random.normal(jax.random.fold_in(key, 1), SHAPE)
+    snn, params = convert.convert(ann, variables)
+    ann_out = ann.apply(variables, x)
+    membrane = convert.init_membrane(snn, x.shape)
+    cumulative = simulate(snn, params, membrane, x, num_steps=64).cumulative
+    steps = jnp.arange(1, 65, dtype=jnp.float32)[:, None, None]
+    err = jnp.mean(jnp.abs(cumulative / steps - ann_out[None]), axis=(1, 2))
+    scale = float(jnp.mean(jnp.abs(ann_out)))
+    assert float(err[63]) < 0.2 * float(err[3]), (err[3], err[63])
+    assert float(err[63]) < 0.02 * scale
+    # accuracy bookkeeping runs on the same tensor
+    labels = jnp.argmax(ann_out, axis=-1)
+    hits = metrics.correct_per_step(cumulative, labels)
+    assert hits.shape == (64,) and int(hits[-1]) >= int(hits[0])
+
+
+def test_half_initialisation_beats_zero_at_small_t(tiny):
+    ann, variables, snn, params, x = tiny
+    ann_out = ann.apply(variables, x)
+    errs = {}
+    for mode in ("half", "zero"):
+        cum = simulate(snn, params, convert.init_membrane(snn, x.shape, mode), x, num_steps=4)
+        errs[mode] = float(jnp.mean(jnp.abs(cum.cumulative[-1] / 4 - ann_out)))
+    assert errs["half"] < errs["zero"]
+
+
+def test_srp_with_tau_zero_equals_plain_run(tiny):
+    ann, variables, _, params, x = tiny
+    masked = convert.make_snn_model(ann, masked=True)
+    srp = simulate_srp(masked, params, x, presim=0, num_steps=5)
+    plain = simulate(masked, params, convert.init_membrane(masked, x.shape), x, num_steps=5)
+    assert srp.presim is None
+    np.testing.assert_array_equal(srp.sim.cumulative, plain.cumulative)
+
+
+def test_srp_masks_are_taken_after_presim_and_membrane_restarts(tiny):
+    ann, _, _, params, x = tiny
+    masked = convert.make_snn_model(ann, masked=True)
+    out = simulate_srp(masked, params, x, presim=3, num_steps=2, stats=True)
+    pre_v = tree_lib.flatten(out.presim.membrane)
+    sim_mask = tree_lib.flatten(out.sim.membrane)
+    for path, v in pre_v.items():
+        if path.endswith("/v"):
+            layer = tree_lib.layer_of(path)
+            np.testing.assert_array_equal(sim_mask[f"{layer}/mask"], (v > 1e-3).astype(v.dtype))
+    for layer, s in out.sim.stats.items():  # masked neurons still fire, but emit nothing
+        assert bool(jnp.all(s["spikes"] <= s["fires"]))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0])
+def test_bad_num_steps(tiny, bad):
+    _, _, snn, params, x = tiny
+    with pytest.raises(ValueError, match="num_steps"):
+        simulate(snn, params, convert.init_membrane(snn, x.shape), x, num_steps=bad)
+
+
+def test_bad_presim(tiny):
+    ann, _, _, params, x = tiny
+    with pytest.raises(ValueError, match="presim"):
+        simulate_srp(convert.make_snn_model(ann, masked=True), params, x, presim=-1, num_steps=2)
