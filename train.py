@@ -12,6 +12,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxsnn.cli import quiet_third_party_logs
 from jaxsnn.train import loop, sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (path.py:args).")
@@ -22,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    quiet_third_party_logs()
     config = _CONFIG.value
     sharding.maybe_initialize_distributed(config)
     # Any implicit host<->device copy in the loop is a bug (a hidden sync); make it an error.

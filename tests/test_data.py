@@ -256,6 +256,7 @@ def test_mock_cifar10_batches(mock_tfds, augment_mode):
     assert info.mean == (0.4914, 0.4822, 0.4465) and info.train_size == 48
     batches = _train(config, epoch=0, batch_size=16)
     assert len(batches) == 3
+    _assert_same(_train(config, epoch=0, start_step=1, batch_size=16), batches[1:])
     for b in batches:
         assert b["image"].shape == (16, 32, 32, 3) and b["image"].dtype == np.float32
         assert b["label"].shape == (16,) and b["label"].dtype == np.int32
@@ -464,6 +465,7 @@ def test_corrupted_idx_truncated(tmp_path):
 # Real Fashion-MNIST (Debian package dataset-fashion-mnist) -------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not idx.has_idx_files(FASHION_DIR), reason=f"no IDX files in {FASHION_DIR}")
 def test_real_fashion_mnist_via_builder(tmp_path):
     config = ml_collections.ConfigDict(

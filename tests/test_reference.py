@@ -93,27 +93,32 @@ def _run(case: Case, dtype) -> dict:
         dtype=dtype,
     )  # float32 checkpoint values cast exactly to ``dtype`` (model param_dtype too)
     images = jnp.asarray(np.transpose(case.arrays["input"], (0, 2, 3, 1)), dtype)
-    logits, pre = _ann_forward(model, variables, images)
-    order = _activation_order(pre, case)
-    levels = np.stack([_level_histogram(*pre[p], meta["L"]) for p in order])
+    logits, levels = _ann_forward(model, variables, images, meta["L"])
+    order = _activation_order(levels, case)
+    levels = np.stack([_level_histogram(levels[p], meta["L"]) for p in order])
     result = {"ann_logits": np.asarray(logits), "ann_level_counts": levels, "order": order}
     result.update(_snn_forward(model, variables, images, meta, order))
     return result
 
 
-def _ann_forward(model, variables, images):
-    """ANN logits and every QCFS layer's (pre-activation, λ), captured by method interception."""
-    pre = {}
+def _ann_forward(model, variables, images, num_levels: int):
+    """ANN logits and every QCFS layer's integer levels, computed from its captured input."""
 
-    def capture(next_fun, args, kwargs, context):
-        if isinstance(context.module, QCFS) and context.method_name == "__call__":
-            theta = context.module.variables["params"]["threshold"]
-            pre["/".join(context.module.path)] = (args[0], theta)
-        return next_fun(*args, **kwargs)
+    @jax.jit
+    def forward(variables, images):
+        levels = {}
 
-    with nn.intercept_methods(capture):
-        logits = model.apply(variables, images)
-    return logits, pre
+        def capture(next_fun, args, kwargs, context):
+            if isinstance(context.module, QCFS) and context.method_name == "__call__":
+                theta = context.module.variables["params"]["threshold"]
+                levels["/".join(context.module.path)] = qcfs_levels(args[0], theta, num_levels)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(capture):
+            logits = model.apply(variables, images)
+        return logits, levels
+
+    return forward(variables, images)
 
 
 def _activation_order(pre: dict, case: Case) -> list[str]:
@@ -123,9 +128,8 @@ def _activation_order(pre: dict, case: Case) -> list[str]:
     return [ours[name] for name in case.names]
 
 
-def _level_histogram(x, theta, levels: int) -> np.ndarray:
-    k = np.asarray(qcfs_levels(x, theta, levels)).ravel()
-    return np.bincount(k, minlength=levels + 1).astype(np.int64)
+def _level_histogram(k, levels: int) -> np.ndarray:
+    return np.bincount(np.asarray(k).ravel(), minlength=levels + 1).astype(np.int64)
 
 
 def _snn_forward(model, variables, images, meta: dict, order: list[str]) -> dict:

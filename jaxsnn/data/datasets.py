@@ -153,7 +153,7 @@ def _idx_dir(config: ml_collections.ConfigDict) -> str:
 def _open_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     """Returns the TFDS builder that serves ``config.dataset``, preparing IDX data if used."""
     spec = get_spec(config)
-    data_dir = config.get("data_dir", None)
+    data_dir = config.get("data_dir", None) or None  # "" (an unset flag) means the default.
     num_classes = config.get("num_classes", None) or 10
     if spec.tfds_name is None:
         return idx_builder.prepare_local_idx(

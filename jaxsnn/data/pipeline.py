@@ -9,16 +9,21 @@ decoded: examples are fetched by index from a TFDS random-access data source. Th
 constant second word keeps the streams apart: numpy's SeedSequence pads short entropy
 with zeros, so ``[seed, e]`` and ``[seed, e, 0]`` would be the same stream. Seeds must
 be non-negative integers. Unlike tf.data shuffling, this is bit-reproducible across
-runs, machines and worker counts.
+runs and worker counts (for fixed numpy and Pillow versions).
 
 Throughput. Every batch is built independently (read records, decode, augment,
 normalise) by a pool of ``config.data_workers`` threads (default 2), and up to
 ``data_workers + config.data_prefetch`` batches (default prefetch 2) are in flight
 ahead of the consumer, so host work overlaps the device step. Batches are always
-delivered in order. Threads help because array_record reads, PIL and the larger
-numpy operations release the GIL; record deserialisation does not, so throughput
-grows sub-linearly with workers. ``data_workers=0`` builds batches synchronously in
-the calling thread (useful for debugging and profiling).
+delivered in order, and the result does not depend on the number of workers.
+Threads help only where the GIL is released (array_record reads, PNG decoding, the
+larger numpy operations); TFDS record deserialisation and AutoAugment's per-image PIL
+calls hold it, so throughput grows sub-linearly with workers and 2-4 workers are
+usually enough. Measured on a busy 2-core CPU host, batch 128: Fashion-MNIST
+'crop_flip' ~21k img/s with 0 workers, ~25k with 2, ~27k with 4; CIFAR-10-shaped PNG
+records ~9k img/s ('crop_flip_cutout') and ~6k ('autoaugment_cutout'; the AutoAugment
+step alone runs at ~14k img/s per core). ``data_workers=0`` builds batches
+synchronously in the calling thread (useful for debugging and profiling).
 
 All batches are global (not per device): sharding them is the training loop's job.
 """

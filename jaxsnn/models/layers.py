@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 ModuleDef = Callable[..., nn.Module]
@@ -69,7 +70,8 @@ def avg_pool(x: jax.Array, window: int, stride: int, pad: int = 0) -> jax.Array:
     """Average pooling with symmetric zero padding counted in the mean (PyTorch default)."""
     summed = jax.lax.reduce_window(
         x,
-        jnp.zeros((), x.dtype),
+        # A numpy (not traced) init value lets JAX recognise the sum and differentiate it.
+        np.zeros((), x.dtype),
         jax.lax.add,
         (1, window, window, 1),
         (1, stride, stride, 1),

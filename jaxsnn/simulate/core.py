@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxsnn.convert import tree as tree_lib
+from jaxsnn.metrics.energy import sow_input_density
 
 
 class SimOutput(NamedTuple):
@@ -68,7 +69,8 @@ def simulate(
       membrane: initial ``'membrane'`` collection (:func:`jaxsnn.convert.init_membrane`).
       images: ``[B, H, W, C]``; fed unchanged at every step.
       num_steps: T > 0.
-      stats: also return per-layer, per-step, per-sample spike counts.
+      stats: also return per-layer, per-step, per-sample spike counts and, for every conv/dense,
+        the fraction of non-zero input entries (``'input_density'``, for the energy estimate).
       unroll: ``lax.scan`` unroll factor.
 
     Returns:
@@ -77,11 +79,16 @@ def simulate(
     _check_steps(num_steps)
     mutable = ["membrane", "stats"] if stats else ["membrane"]
 
+    def apply(state):
+        return model.apply({"params": params, "membrane": state}, images, mutable=mutable)
+
     def step(carry, _):
         state, total = carry
-        out, new_vars = model.apply(
-            {"params": params, "membrane": state}, images, mutable=mutable
-        )
+        if stats:
+            with nn.intercept_methods(sow_input_density):
+                out, new_vars = apply(state)
+        else:
+            out, new_vars = apply(state)
         total = total + out
         sown = collect_stats(new_vars["stats"]) if stats else {}
         return (new_vars["membrane"], total), (total, out, sown)

@@ -100,10 +100,19 @@ def _quarantine(mngr: ocp.CheckpointManager, step: int) -> None:
     mngr.reload()
 
 
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
 def restore_or_init(
     mngr: ocp.CheckpointManager, init_fn: Callable[[], object], shardings=None
 ) -> tuple[object, int | None]:
     """Restores the newest readable checkpoint, or initialises a fresh state.
+
+    Checkpoints newer than the one restored that fail to read (truncated or corrupted files)
+    are reported with a warning and moved to ``<workdir>/corrupt_checkpoints/``. If *no*
+    checkpoint can be read, the likelier cause is a config that no longer matches them (another
+    model, other L...), so nothing is moved and a ``ValueError`` is raised.
 
     Args:
       mngr: the manager from :func:`make_manager`.
@@ -113,25 +122,32 @@ def restore_or_init(
 
     Returns:
       ``(state, step)`` with ``step`` the restored step, or ``None`` for a fresh state.
+
+    Raises:
+      ValueError: checkpoints exist but none of them matches ``init_fn``'s state.
     """
-    target = _abstract_target(init_fn, shardings)
-    for step in sorted(mngr.all_steps(), reverse=True):
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    steps = sorted(mngr.all_steps(), reverse=True)
+    if not steps:
+        return jax.jit(init_fn, out_shardings=shardings)(), None
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_target(init_fn, shardings)))
+    failed: list[tuple[int, Exception]] = []
+    for step in steps:
         try:
             restored = mngr.restore(step, args=args)
-        except Exception as err:  # Any failure to read means the checkpoint is unusable.
-            first_line = (str(err).splitlines() or [""])[0][:200]
-            logging.warning(
-                "checkpoint step %d is unreadable (%s: %s); moved aside, falling back to the "
-                "previous one",
-                step,
-                type(err).__name__,
-                first_line,
-            )
-            _quarantine(mngr, step)
+        except Exception as err:  # Any failure to read makes this checkpoint unusable.
+            failed.append((step, err))
             continue
+        for bad, err in failed:
+            logging.warning(
+                "checkpoint step %d is unreadable (%s); moved aside, resuming from step %d",
+                bad, _first_line(err), step,
+            )  # fmt: skip
+            _quarantine(mngr, bad)
         return restored["state"], step
-    return jax.jit(init_fn, out_shardings=shardings)(), None
+    raise ValueError(
+        f"config: no checkpoint in {mngr.directory} matches this config (newest step {steps[0]}: "
+        f"{_first_line(failed[0][1])}); use a new --workdir"
+    )
 
 
 def restore_config(

@@ -167,20 +167,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         total_steps = min(total_steps, config.max_steps)
     tx = create_optimizer(config, steps_per_epoch)
 
-    # Keys (STYLE item 9). The host data pipeline seeds its numpy streams from
+    # Keys (STYLE item 9) and state. Setup may copy small host values (the seed, init
+    # constants, restored arrays) to the device; the transfer guard that train.py sets is
+    # meant for the training loop below. The host data pipeline seeds its numpy streams from
     # (config.seed, epoch, step) itself, so no data key is derived here.
-    root = jax.random.key(config.seed)
-    init_key, loop_key = jax.random.split(root)
-    del root
-    loop_key = sharding.replicate(loop_key, mesh)
-
-    # State: restore the newest readable checkpoint or start fresh.
     workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
         (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     mngr = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
-    init_fn = make_init_fn(model, tx, (1, *info.image_shape), key=init_key)
-    state, restored = checkpoint.restore_or_init(mngr, init_fn, sharding.replicated(mesh))
+    with jax.transfer_guard("allow"):
+        root = jax.random.key(config.seed)
+        init_key, loop_key = jax.random.split(root)
+        del root
+        loop_key = sharding.replicate(loop_key, mesh)
+        init_fn = make_init_fn(model, tx, (1, *info.image_shape), key=init_key)
+        state, restored = checkpoint.restore_or_init(mngr, init_fn, sharding.replicated(mesh))
     step = int(jax.device_get(state.step))
     logging.info(
         "%s at step %d of %d (%d steps/epoch, %d devices)",
@@ -216,7 +217,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         flush()
         if not bool(jax.device_get(_all_finite(state))):
             raise FloatingPointError(f"non-finite parameters at step {step}; not checkpointing")
-        checkpoint.save(mngr, step, state, config, metrics)
+        with jax.transfer_guard("allow"):  # Orbax copies the state to the host.
+            checkpoint.save(mngr, step, state, config, metrics)
 
     # Training.
     eval_metrics: dict = {}

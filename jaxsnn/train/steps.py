@@ -72,7 +72,7 @@ def train_step(
     (loss, (logits, batch_stats)), grads = grad_fn(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = project_thresholds(optax.apply_updates(state.params, updates), threshold_min)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     metrics = {
         "loss": loss,
         "accuracy": correct(logits, batch["label"]).astype(jnp.float32) / logits.shape[0],

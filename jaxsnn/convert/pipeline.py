@@ -1,0 +1,271 @@
+"""``convert_and_evaluate(config, workdir)``: the engine behind ``convert.py``.
+
+Loads the ANN (this project's Orbax checkpoint in ``workdir``, or a PyTorch ``.pth`` of the QCFS/SRP
+reference code), converts it with ``config.convert.method``, evaluates ANN and SNN on the whole
+test split (data-parallel on the training mesh) and writes, atomically, to
+``workdir/<config.convert.output_dir or 'snn_<method>'>/``:
+
+- ``results.json`` (schema in README: accuracies per timestep, latency, thresholds, per-layer
+  diagnostics, spikes, energy and its constants, method fields);
+- ``snn_checkpoint/`` (Orbax: SNN params) and ``snn_metadata.json`` (method, L, T, θ, source);
+- ``accuracy.png``, ``firing_rate.png``, ``activation_error.png`` (+ ``sweep.png`` for sweeps).
+
+Everything is validated before anything is written; outputs are staged in a temporary directory
+and moved into place at the end, so a failure leaves no half-written result.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from jaxsnn import data, metrics
+from jaxsnn.convert import stages
+from jaxsnn.convert.evaluate import SNNSpec, evaluate, summarise
+from jaxsnn.metrics import plots
+from jaxsnn.metrics.energy import layer_macs
+from jaxsnn.neurons import IF
+from jaxsnn.simulate import sweep_initial_potentials, sweep_threshold_scales
+from jaxsnn.train import checkpoint as ckpt_lib
+from jaxsnn.train import sharding
+from jaxsnn.train import state as state_lib
+from jaxsnn.train.loop import build_model
+
+PLAIN_METHODS = ("qcfs", "zero", "srp")
+RESULTS_SCHEMA_VERSION = 1
+
+
+def _positive_int(value, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"config.convert.{field}: must be a positive integer, got {value!r}")
+    return value
+
+
+def validate_convert_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks ``config.convert`` and returns it; one-line ``ValueError`` naming the field."""
+    if "convert" not in config:
+        raise ValueError("config.convert: missing (T, method, presim); see configs/common.py")
+    cc = config.convert
+    _positive_int(cc.get("T"), "T")
+    method = cc.get("method")
+    if method not in PLAIN_METHODS + _calibration_methods():
+        raise ValueError(f"config.convert.method: unknown method {method!r}; choose one of "
+                         f"{list(PLAIN_METHODS + _calibration_methods())}")
+    presim = cc.get("presim", 0)
+    if not isinstance(presim, int) or isinstance(presim, bool) or presim < 0:
+        raise ValueError(f"config.convert.presim: tau must be an integer >= 0, got {presim!r}")
+    sweep = cc.get("sweep")
+    if sweep and sweep.get("kind") not in ("threshold", "potential"):
+        raise ValueError(f"config.convert.sweep.kind: must be 'threshold' or 'potential', "
+                         f"got {sweep.get('kind')!r}")
+    return cc
+
+
+def _calibration_methods() -> tuple[str, ...]:
+    try:
+        from jaxsnn.calibrate import pipeline as calib
+    except ImportError:
+        return ()
+    return tuple(getattr(calib, "METHODS", ()))
+
+
+# --------------------------------------------------------------------------- loading the ANN
+
+
+def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
+    """Returns ``(ann_model, variables, source)`` from a PyTorch file or ``workdir``'s checkpoint."""
+    cc = config.convert
+    info = data.get_dataset_info(config)
+    if cc.get("torch_checkpoint"):
+        from jaxsnn.convert.torch_import import import_torch_checkpoint
+
+        model, variables = import_torch_checkpoint(
+            cc.torch_checkpoint, cc.torch_architecture, num_classes=info.num_classes,
+            levels=config.levels, input_size=tuple(input_shape[1:3]),
+        )
+        return model, variables, {"kind": "pytorch", "path": str(cc.torch_checkpoint)}
+    model = build_model(config, info.num_classes)
+    ckpt_dir = epath.Path(workdir) / "checkpoints"
+    if not ckpt_dir.exists():
+        raise FileNotFoundError(f"no ANN checkpoint in {ckpt_dir}: run train.py with the same "
+                                "--workdir first (or set config.convert.torch_checkpoint)")
+    mngr = ckpt_lib.make_manager(workdir, keep=max(config.get("keep_checkpoints", 3), 1),
+                                 enable_async=False)
+    which = cc.get("checkpoint", "best")
+    step = mngr.best_step() if which == "best" else mngr.latest_step() if which == "latest" else which
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no ANN checkpoint in {ckpt_dir}: run train.py first")
+    tx = state_lib.create_optimizer(config, 1)
+    init_fn = state_lib.make_init_fn(model, tx, input_shape, key=jax.random.key(0))
+    target = jax.eval_shape(init_fn)
+    try:
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    except Exception as err:  # orbax raises many types for shape/structure/IO problems
+        first = (str(err).splitlines() or [""])[0][:300]
+        raise ValueError(f"checkpoint {ckpt_dir / str(step)} cannot be loaded as config.model="
+                         f"{config.model!r} (another architecture, or corrupted): {first}") from None
+    state = restored["state"]
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    return model, variables, {"kind": "jaxsnn", "path": str(ckpt_dir / str(step)), "step": int(step)}
+
+
+# --------------------------------------------------------------------------- building the SNN
+
+
+def build_snn(config, ann_model, variables, input_shape) -> tuple[SNNSpec, dict]:
+    """Converts with ``config.convert.method``; returns the spec and method-specific fields."""
+    cc = config.convert
+    method, T = cc.method, cc.T
+    if method in PLAIN_METHODS:
+        stages.validate_variables(ann_model, variables, input_shape)
+        snn, params = stages.convert(
+            ann_model, variables, masked=(method == "srp"), track_counts=True, neuron=IF()
+        )
+        init = "zero" if method == "zero" else "half"
+        presim = cc.get("presim", 0) if method == "srp" else 0
+        return SNNSpec(snn, params, init, T, presim), {"presim": presim} if method == "srp" else {}
+    from jaxsnn.calibrate import pipeline as calib
+
+    batches = data.calibration_batches(
+        config, num_batches=cc.get("calib_batches", 7), batch_size=cc.get("calib_batch_size", 128),
+        seed=config.seed,
+    )
+    result = calib.calibrate(cc, ann_model, variables, batches, num_steps=T)
+    return SNNSpec(result.model, result.params, result.membrane_init, T, 0,
+                   int(result.fields.get("max_spikes_overall", 1))), dict(result.fields)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _run_sweep(config, spec: SNNSpec, batches, mesh, total) -> dict:
+    sweep = config.convert.sweep
+    values = jnp.asarray(list(sweep["values"]), jnp.float32)
+    correct, n = None, 0.0
+    for batch in batches:
+        b = sharding.shard_batch(batch, mesh)
+        if sweep["kind"] == "threshold":
+            membrane = stages.init_membrane(spec.model, b["image"].shape, spec.membrane_init)
+            cum = sweep_threshold_scales(spec.model, spec.params, membrane, b["image"], values,
+                                         num_steps=spec.num_steps)
+        else:
+            cum = sweep_initial_potentials(spec.model, spec.params, b["image"], values,
+                                           num_steps=spec.num_steps)
+        c = jax.vmap(lambda x: metrics.correct_per_step(x, b["label"], b["mask"]))(cum)
+        correct = c if correct is None else correct + c
+        n += float(np.sum(batch["mask"]))
+    acc = np.asarray(correct) / n
+    return {"kind": sweep["kind"], "values": [float(v) for v in values],
+            "accuracy": acc.tolist()}
+
+
+def _save_snn(out_dir: epath.Path, spec: SNNSpec, metadata: dict) -> None:
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save((out_dir / "snn_checkpoint").absolute(), spec.params)
+    ckptr.wait_until_finished()
+    if isinstance(spec.membrane_init, Mapping):
+        np.savez(out_dir / "membrane_init.npz",
+                 **{k: np.asarray(v) for k, v in spec.membrane_init.items()})
+    (out_dir / "snn_metadata.json").write_text(json.dumps(metadata, indent=1))
+
+
+def _print_table(results: dict) -> None:
+    print(f"\nmethod={results['method']}  T={results['T']}  L={results['levels']}  "
+          f"ANN accuracy: {100 * results['ann_accuracy']:.2f}%")
+    print(f"{'t':>5} {'latency':>8} {'SNN acc %':>10} {'gap':>7}")
+    for t, (lat, acc) in enumerate(zip(results["latency_steps"], results["snn_accuracy"]), 1):
+        if t in (1, 2, 3, 4) or t & (t - 1) == 0 or t == results["T"] or t % 8 == 0:
+            gap = 100 * (acc - results["ann_accuracy"])
+            print(f"{t:>5} {lat:>8} {100 * acc:>10.2f} {gap:>+7.2f}")
+    e = results["energy"]
+    print(f"spikes/image: {results['spikes_per_image']:.0f}   energy/image: ANN "
+          f"{e['ann_energy_mj']:.4f} mJ, SNN {e['snn_energy_mj']:.4f} mJ (T={results['T']})")
+
+
+def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
+    """Converts the ANN in ``workdir`` and evaluates it; returns the results dict (also written)."""
+    cc = validate_convert_config(config)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+    info = data.get_dataset_info(config)
+    input_shape = (1, *info.image_shape)
+    ann_model, variables, source = load_ann(config, workdir, input_shape)
+    start = time.time()
+    spec, fields = build_snn(config, ann_model, variables, input_shape)
+
+    def batches():
+        return data.eval_batches(config, split="test", batch_size=config.eval_batch_size)
+
+    total = data.num_eval_batches(config, config.eval_batch_size, "test")
+    totals = evaluate(ann_model, variables, spec, batches(), total=total,
+                      shard=lambda b: sharding.shard_batch(b, mesh),
+                      progress=cc.get("progress", True))
+    summary = summarise(totals, spec, layer_macs(ann_model, variables, input_shape))
+    thresholds = {k: np.asarray(v).tolist() for k, v in stages.extract_thresholds(spec.params).items()}
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "method": cc.method,
+        "T": spec.num_steps,
+        "presim": spec.presim,
+        "levels": config.get("levels"),
+        "dataset": config.dataset,
+        "model": config.model,
+        "source_checkpoint": source,
+        "ann_accuracy": summary["ann_accuracy"],
+        "snn_accuracy": summary["snn_accuracy"],
+        "latency_steps": [spec.presim + t for t in range(1, spec.num_steps + 1)],
+        "num_examples": summary["num_examples"],
+        "thresholds": thresholds,
+        "spikes_per_image": sum(v["spikes_per_image"] for v in summary["layers"].values()),
+        "layers": summary["layers"],
+        "energy": summary["energy"],
+        "method_fields": fields,
+        "seconds": None,
+    }
+    if "srp_mask_fraction" in summary:
+        results["srp_mask_fraction"] = summary["srp_mask_fraction"]
+    if cc.get("sweep"):
+        results["sweep"] = _run_sweep(config, spec, batches(), mesh, total)
+    results["seconds"] = time.time() - start
+    _write_outputs(config, workdir, spec, results)
+    _print_table(results)
+    return results
+
+
+def _write_outputs(config, workdir, spec: SNNSpec, results: dict) -> None:
+    cc = config.convert
+    final = epath.Path(workdir) / (cc.get("output_dir") or f"snn_{cc.method}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = epath.Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        metadata = {k: results[k] for k in ("method", "T", "presim", "levels", "thresholds",
+                                            "source_checkpoint", "dataset", "model")}
+        _save_snn(tmp, spec, metadata)
+        (tmp / "results.json").write_text(json.dumps(results, indent=1))
+        label = f"{cc.method}, T={spec.num_steps}"
+        plots.plot_accuracy(tmp / "accuracy.png", results["latency_steps"],
+                            results["snn_accuracy"], results["ann_accuracy"], label)
+        plots.plot_layer_bars(tmp / "firing_rate.png", results["layers"], "firing_rate",
+                              "firing rate (spikes / neuron / step)")
+        plots.plot_layer_bars(tmp / "activation_error.png", results["layers"],
+                              "mean_abs_activation_error", "mean |ANN act - SNN rate|")
+        if "sweep" in results:
+            s = results["sweep"]
+            plots.plot_sweep_heatmap(tmp / "sweep.png", s["values"], s["accuracy"],
+                                     "threshold scale" if s["kind"] == "threshold" else "v(0)/θ")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
