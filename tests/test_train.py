@@ -181,3 +181,19 @@ def test_bad_config_fails_with_one_line(idx_dir, data_dir, tmp_path, overrides, 
         loop.train_and_evaluate(config, tmp_path)
     message = str(info.value)
     assert field in message and "\n" not in message
+
+
+def test_parse_arg_and_every_config_loads():
+    common = importlib.import_module("configs.common")
+    arg = common.parse_arg("L=8,lr=0.5,runlocal,name=x", L=4, lr=0.1, runlocal=False, name="")
+    assert (arg.L, arg.lr, arg.runlocal, arg.name) == (8, 0.5, True, "x")
+    with pytest.raises(ValueError, match="'bogus': unknown"):
+        common.parse_arg("bogus=1", L=4)
+    with pytest.raises(ValueError, match="config arg L: expected int"):
+        common.parse_arg("L=eight", L=4)
+    for path in sorted((ROOT / "configs").glob("*.py")):
+        if path.stem == "common":
+            continue
+        config = importlib.import_module(f"configs.{path.stem}").get_config()
+        assert config.levels > 0 and config.convert.T > 0 and config.batch_size > 0
+    assert importlib.import_module("configs.fashion_mnist_cnn").get_config("L=8").levels == 8

@@ -17,6 +17,7 @@ and moved into place at the end, so a failure leaves no half-written result.
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -209,7 +210,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     total = data.num_eval_batches(config, config.eval_batch_size, "test")
     totals = evaluate(ann_model, variables, spec, batches(), total=total,
                       shard=lambda b: sharding.shard_batch(b, mesh),
-                      progress=cc.get("progress", True))
+                      progress=cc.get("progress", True) and sys.stderr.isatty())
     summary = summarise(totals, spec, layer_macs(ann_model, variables, input_shape))
     thresholds = {k: np.asarray(v).tolist() for k, v in stages.extract_thresholds(spec.params).items()}
     results = {
