@@ -8,7 +8,9 @@ float64 run must reproduce every ``*_f64`` count array **exactly** and the real-
 "Precision"), so they are checked with tolerances.
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,6 +31,7 @@ from jaxsnn.simulate import simulate, simulate_srp
 ENV = "JAXSNN_REFERENCE_DIR"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
 REAL_ATOL = 1e-9
+_OPTIMIZATIONS_DISABLED = jax.config.values["jax_disable_most_optimizations"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,15 +166,27 @@ def _snn_forward(model, variables, images, meta: dict, order: list[str]) -> dict
     return result
 
 
+@contextlib.contextmanager
+def _optimized_xla():
+    """Full XLA optimisation while running a case: these runs are compute-bound (≈6× faster)."""
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+
+
 @pytest.fixture(scope="module")
 def run64(case: Case) -> dict:
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), _optimized_xla():
         return _run(case, jnp.float64)
 
 
 @pytest.fixture(scope="module")
 def run32(case: Case) -> dict:
-    return _run(case, jnp.float32)
+    with _optimized_xla():
+        return _run(case, jnp.float32)
 
 
 def _assert_counts_equal(ours, ref, name: str, case: Case, order, per_call: bool) -> None:
@@ -200,6 +215,33 @@ def _assert_real_close(ours, ref, name: str, atol: float) -> None:
     assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
     diff = float(np.max(np.abs(ours - ref)))
     assert diff <= atol, f"{name}: max abs diff {diff:.3e} > {atol:.1e}"
+
+
+def test_checkpoint_matches_json(case):
+    """The .pth holds the json's keys, shapes and bytes; imported λ are the json's ``up`` values."""
+    listed = case.meta["state_dict"]
+    assert list(case.state_dict) == [e["key"] for e in listed]
+    for entry in listed:
+        value = np.asarray(case.state_dict[entry["key"]])
+        assert list(value.shape) == entry["shape"], entry["key"]
+        digest = hashlib.sha256(value.astype(value.dtype.newbyteorder("<")).tobytes()).hexdigest()
+        assert digest == entry["sha256"], f"{entry['key']}: bytes differ from the json's sha256"
+    meta = case.meta
+    _, variables = import_state_dict(
+        case.state_dict,
+        meta["architecture"],
+        num_classes=meta["num_classes"],
+        levels=meta["L"],
+        input_size=tuple(meta["input_size"]),
+    )
+    params = tree_lib.flatten(variables["params"])
+    ours = {
+        torch_prefix(tree_lib.layer_of(p), meta["architecture"]): v
+        for p, v in params.items()
+        if p.endswith("/threshold")
+    }
+    for entry, up in zip(meta["activations"], case.arrays["activation_up"], strict=True):
+        assert float(ours[entry["name"]]) == float.fromhex(entry["up_float32_hex"]) == float(up)
 
 
 def test_ann_float64_exact(case, run64):
@@ -265,3 +307,9 @@ def _assert_argmax_mostly_equal(ours, ref, tol: float) -> None:
     assert differ.mean() <= 0.1 or differ.sum() <= 1, (
         f"final argmax agreement {1 - differ.mean():.0%}"
     )
+
+
+def test_global_config_restored():
+    """The float64 and optimisation switches above must not leak into other test modules."""
+    assert not jax.config.values["jax_enable_x64"]
+    assert jax.config.values["jax_disable_most_optimizations"] == _OPTIMIZATIONS_DISABLED

@@ -260,7 +260,7 @@ def test_forward_matches_torch_reference(architecture, input_size):
         model, variables = import_state_dict(
             sd, architecture, num_classes=3, levels=LEVELS, input_size=input_size, dtype=jnp.float64
         )
-        logits = np.asarray(model.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
+        logits = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x.transpose(0, 2, 3, 1))))
     assert np.abs(expected).max() > 1e-3  # the signal reached the readout
     np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-9)
 
@@ -282,6 +282,14 @@ def test_load_and_import_checkpoint(tmp_path, resnet20_state_dict):
         np.asarray(variables["params"]["stage1_block1"]["act2"]["threshold"]),
         resnet20_state_dict["conv2_x.0.relu.up"][0],
     )
+
+
+def test_load_wrapped_state_dict(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": {"a.weight": torch.ones(2, dtype=torch.float16)}, "epoch": 3}, path)
+    loaded = load_torch_state_dict(path)
+    assert list(loaded) == ["a.weight"] and loaded["a.weight"].dtype == np.float32
 
 
 def test_load_missing_file(tmp_path):
