@@ -1,0 +1,89 @@
+"""Command line: ``python -m bench [--quick] [--only P1,P2,P3,memory] [--out FILE.json]``."""
+
+import argparse
+import json
+import os
+import time
+
+from bench import memory, p1, p2, p3, report
+
+QUICK = {
+    "p1": [
+        {
+            "networks": {"SmallCNN": 32, "ResNet20": 32},
+            "steps": (4, 8),
+            "reps": 3,
+            "variants_at": (8,),
+        },
+        {"networks": {"VGG16": 8}, "steps": (4,), "reps": 3, "variants_at": ()},
+    ],
+    "p1_flags": {
+        "networks": {"ResNet20": 32},
+        "steps": (8,),
+        "reps": 3,
+        "flag_set": "no_thunk_runtime",
+    },
+    "p2": {"networks": {"SmallCNN": 16, "ResNet20": 16}, "steps": (4,), "reps": 2},
+    "p3": {"networks": {"SmallCNN": 64}, "reps": 3, "flag_sets": ("default", "no_thunk_runtime")},
+    "memory": {"name": "VGG16", "batch": 4, "steps": (8, 64)},
+}
+FULL = {
+    "p1": [
+        {
+            "networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16},
+            "steps": (4, 8, 16, 32),
+            "reps": 5,
+            "variants_at": (8, 32),
+        },
+    ],
+    "p1_flags": {
+        "networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16},
+        "steps": (8, 32),
+        "reps": 5,
+        "flag_set": "no_thunk_runtime",
+    },
+    "p2": {"networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16}, "steps": (4, 16), "reps": 3},
+    "p3": {
+        "networks": {"SmallCNN": 64, "ResNet20": 64},
+        "reps": 5,
+        "flag_sets": tuple(p3.FLAG_SETS),
+        "dtypes": ("f32", "bf16"),
+    },
+    "memory": {"name": "VGG16", "batch": 16, "steps": (8, 64)},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer T, reps, smaller batches")
+    parser.add_argument("--only", default="P1,P2,P3,memory", help="comma-separated subset")
+    parser.add_argument("--out", default="bench/results.json")
+    args = parser.parse_args()
+    cfg, only = (QUICK if args.quick else FULL), set(args.only.split(","))
+    start, records = time.time(), []
+    if "P1" in only:
+        records += [p1.record_equality()]
+        for kwargs in cfg["p1"]:
+            records += p1.run(**kwargs)
+        records += p1.run_with_flags(**cfg["p1_flags"])
+    if "P2" in only:
+        records += p2.run(**cfg["p2"])
+    if "P3" in only:
+        records += p3.run(**cfg["p3"])
+    if "memory" in only:
+        records += memory.run(**cfg["memory"])
+    for r in records:
+        r["mode"] = "quick" if args.quick else "full"
+    out_dir = os.path.dirname(args.out) or "."
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(records, f, indent=1)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(report.markdown(records))
+    if any(r["benchmark"] == "P1" for r in records):
+        report.plot_p1(records, os.path.join(out_dir, "p1.png"))
+    print(f"wrote {len(records)} records to {args.out} in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared benchmark machinery: models, interleaved timing, machine info and records."""
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxsnn import convert as convert_lib
+from jaxsnn.models import get_model, init_variables
+
+# (image shape HWC, number of classes) per benchmarked architecture.
+INPUTS = {
+    "SmallCNN": ((28, 28, 1), 10),
+    "ResNet20": ((32, 32, 3), 10),
+    "VGG16": ((32, 32, 3), 10),
+    "_CNNTiny": ((8, 8, 1), 10),
+    "_ResNetTiny": ((8, 8, 3), 10),
+    "_VGGTiny": ((8, 8, 3), 10),
+}
+
+
+def machine_info() -> dict:
+    """Describes the host: CPU count, CPU model, JAX version and backend."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+    }
+
+
+def record(benchmark: str, **fields) -> dict:
+    """A result record with the common fields (date, machine) filled in."""
+    out = {"benchmark": benchmark, "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    out.update(machine_info())
+    out.update(fields)
+    return out
+
+
+def block(x):
+    """Waits for every array in ``x`` (a pytree) and returns it."""
+    return jax.block_until_ready(x)
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median wall time (s) of each zero-argument ``fn``; repetitions alternate between them.
+
+    Each function is called once first as warm-up (compilation). Interleaving makes the
+    comparison robust to load changes on a shared machine.
+    """
+    for fn in fns.values():
+        block(fn())
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            block(fn())
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def build(name: str, batch: int, seed: int = 0):
+    """Builds the ANN, its folded twin and the SNN with random weights and non-trivial BN stats.
+
+    Returns:
+      A dict with ``ann``, ``folded_ann``, ``folded`` (BN-folded params), ``snn``, ``snn_params``,
+      ``membrane``, ``images`` and ``variables`` (the unfolded ANN variables).
+    """
+    (h, w, c), classes = INPUTS[name]
+    ann = get_model(name, num_classes=classes)
+    key_init, key_bn, key_x = jax.random.split(jax.random.key(seed), 3)
+    variables = init_variables(ann, key_init, (1, h, w, c))
+    variables["batch_stats"] = _perturb_stats(variables.get("batch_stats", {}), key_bn)
+    folded = convert_lib.fold_batchnorm(variables["params"], variables["batch_stats"])
+    snn, snn_params = convert_lib.convert(ann, variables)
+    # λ = 8 (the init) silences random-weight nets; θ = 1 gives realistic spiking activity.
+    snn_params = convert_lib.scale_thresholds(snn_params, 1.0 / 8.0)
+    images = jax.random.uniform(key_x, (batch, h, w, c), jnp.float32)
+    membrane = convert_lib.init_membrane(snn, images.shape)
+    return {
+        "ann": ann,
+        "folded_ann": ann.clone(fold_bn=True),
+        "folded": folded,
+        "snn": snn,
+        "snn_params": snn_params,
+        "membrane": membrane,
+        "images": images,
+        "variables": variables,
+    }
+
+
+def _perturb_stats(stats, key):
+    """Random running means/variances so folding is not the identity."""
+    leaves, treedef = jax.tree_util.tree_flatten(stats)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    out = [
+        0.1 * jax.random.normal(k, x.shape, x.dtype) + (1.0 if i % 2 else 0.0)
+        for i, (k, x) in enumerate(zip(keys, leaves, strict=True))
+    ]
+    # tree order within a BN is mean, var: keep the variance positive.
+    out = [jnp.abs(x) + 0.5 if i % 2 else x for i, x in enumerate(out)]
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,0 +1,88 @@
+"""Writes bench/results.md (a Markdown table) and bench/p1.png from the result records."""
+
+import os
+
+COLUMNS = ("benchmark", "network", "T", "batch", "variant", "ratio", "a_s", "b_s", "reps")
+MEANING = {
+    "P1": "SNN time ÷ (T × ANN time); a = SNN median s, b = ANN median s",
+    "P2": "speedup jaxsnn/eager torch; a = jax median s, b = torch median s",
+    "P3": "train images/s jax ÷ torch; a = jax step median s, b = torch step median s",
+    "memory": "peak RSS at the larger T ÷ at the smaller T; a, b = peak RSS MiB",
+}
+
+
+def _times(r: dict) -> tuple:
+    if r["benchmark"] == "P1":
+        return r.get("snn_median_s"), r.get("ann_median_s")
+    if r["benchmark"] == "memory":
+        peaks = list((r.get("peak_rss_mib") or {}).values())
+        return (peaks[-1], peaks[0]) if peaks else (None, None)
+    return r.get("jax_median_s"), r.get("torch_median_s")
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown(records: list[dict]) -> str:
+    """A Markdown document: machine line, legend and one table row per record."""
+    lines = ["# jaxsnn benchmark results", ""]
+    if records:
+        r0 = records[0]
+        lines += [
+            f"Machine: {r0['nproc']} CPUs, {r0['cpu_model']}; jax {r0['jax_version']}, "
+            f"backend {r0['backend']}; {r0['date']}.",
+            "",
+        ]
+    lines += [f"- **{k}**: {v}" for k, v in MEANING.items()] + [""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in records:
+        a, b = _times(r)
+        row = [
+            r.get("benchmark"),
+            r.get("network"),
+            r.get("T"),
+            r.get("batch"),
+            r.get("variant", ""),
+            r.get("ratio"),
+            a,
+            b,
+            r.get("reps"),
+        ]
+        if r.get("skipped"):
+            row[4] = f"skipped: {r['skipped'][:60]}"
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_p1(records: list[dict], path: str) -> None:
+    """Plots P1's ratio vs T per network (plain simulation and the best variant)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    p1 = [r for r in records if r["benchmark"] == "P1"]
+    for net in sorted({r["network"] for r in p1}):
+        for variant, style in (("plain", "-o"), ("first_layer_cached", "--s")):
+            pts = sorted(
+                (r["T"], r["ratio"])
+                for r in p1
+                if r["network"] == net and r.get("variant") == variant
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=f"{net} ({variant})")
+    ax.axhline(1.15, color="grey", lw=0.8, ls=":", label="target 1.15")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("T (timesteps)")
+    ax.set_ylabel("SNN time / (T × ANN time)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
