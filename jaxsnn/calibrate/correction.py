@@ -1,0 +1,248 @@
+r"""Layer-sequential SNN calibration: bias, initial potential and weights (spec §5.3, §5.4, I-10).
+
+Every pass walks the spiking layers in forward order. For layer l it simulates the **current**
+SNN (layers < l already corrected) for T steps, reads the layer's time-averaged output
+:math:`S = \theta N(T)/T` from the tracked spike counts, and compares it with the fixed ANN
+reference output A (the ANN is never modified):
+
+- :func:`bias_calibration` (CAL "light"): :math:`b \leftarrow b - (\bar S - \bar A)`, means per
+  channel over (N, H, W) (over N for Dense layers), applied to the BN-folded conv/dense that feeds
+  the activation (:func:`~jaxsnn.calibrate.snn.producer_of`; in a residual block ``act2`` the
+  bias of ``conv2``, the shortcut being the residual input);
+- :func:`potential_calibration` (CAL "advanced", IC-SNN A2): the initial potential gets
+  :math:`T(\bar A - \bar S)` per neuron position (mean over N only) or per channel, **added on
+  top of** the potential the measurement used (0 for CAL, whose θ/(2T) per-step shift stays; ½ for
+  IC-SNN). Stored in threshold units, :math:`u_0 \mathrel{+}= T(\bar A - \bar S)/\theta`;
+- :func:`weight_calibration` (CAL ImageNet "advanced"): per layer, Adam on the producer's kernel
+  only, matching the surrogate :math:`(\theta/T)\lfloor T\,\mathrm{clip}(z/\theta, 0, M)\rfloor` of
+  the pre-activation computed from the SNN's time-averaged input (+ residual) to the ANN output.
+  Iterations, samples, batch and learning rate are parameters (the reference values are 5 000,
+  1 024, 32 and 1e-5, cosine to 0). BURST's repo lacks this function (ImportError, §5.4).
+"""
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from jaxsnn.calibrate.snn import (
+    THRESHOLD,
+    broadcast_channels,
+    initial_membrane,
+    layer_leaves,
+    producer_of,
+    replace_leaves,
+    run_snn,
+    spike_rates,
+)
+from jaxsnn.convert import tree as tree_lib
+from jaxsnn.ops import floor_ste
+
+
+def _measure(snn_model, params, u0, images, num_steps) -> dict[str, jax.Array]:
+    _, membrane = run_snn(snn_model, params, u0, images, num_steps)
+    return spike_rates(params, membrane, num_steps)
+
+
+def bias_calibration(
+    snn_model: nn.Module,
+    params: Mapping,
+    u0: Mapping,
+    images: jax.Array,
+    ann_acts: Mapping,
+    *,
+    layers: Sequence[str],
+    num_steps: int,
+) -> dict:
+    """Converts SNN params into bias-corrected params (sequential, on one batch)."""
+    for layer in layers:
+        rates = _measure(snn_model, params, u0, images, num_steps)
+        axes = tuple(range(rates[layer].ndim - 1))
+        delta = jnp.mean(rates[layer], axis=axes) - jnp.mean(ann_acts[layer], axis=axes)
+        bias_path = producer_of(layer, params) + "/bias"
+        bias = tree_lib.flatten(params)[bias_path]
+        params = replace_leaves(params, {bias_path: bias - delta.astype(bias.dtype)})
+    return params
+
+
+def potential_calibration(
+    snn_model: nn.Module,
+    params: Mapping,
+    u0: Mapping,
+    images: jax.Array,
+    ann_acts: Mapping,
+    *,
+    layers: Sequence[str],
+    num_steps: int,
+    per_channel: bool = False,
+) -> dict[str, jax.Array]:
+    """Converts initial potentials ``{layer: u0}`` into calibrated ones (threshold units).
+
+    Returns a new mapping whose calibrated entries have shape ``[H, W, C]`` (per neuron position)
+    or ``[C]`` (``per_channel``); they broadcast over any batch size.
+    """
+    u0 = {layer: jnp.asarray(u0[layer], images.dtype) for layer in u0}
+    thresholds = layer_leaves(params, THRESHOLD)
+    for layer in layers:
+        rates = _measure(snn_model, params, u0, images, num_steps)
+        axes = tuple(range(rates[layer].ndim - 1)) if per_channel else (0,)
+        gap = jnp.mean(ann_acts[layer], axis=axes) - jnp.mean(rates[layer], axis=axes)
+        theta = broadcast_channels(thresholds[layer], gap.ndim).astype(gap.dtype)
+        u0[layer] = u0[layer] + num_steps * gap / theta
+    return u0
+
+
+# --------------------------------------------------------------------------- weight calibration
+
+
+@functools.partial(jax.jit, static_argnames=("snn_model", "num_steps", "producer", "layer"))
+def _layer_io(snn_model, params, membrane, images, *, num_steps, producer, layer):
+    """Time-averaged inputs ``(x̄, z̄)`` of the conv/dense ``producer`` and of ``layer``."""
+    found = {}
+
+    def tap(next_fun, args, kwargs, context):
+        path = "/".join(context.module.path)
+        if context.method_name == "__call__" and path in (producer, layer):
+            found[path] = args[0]
+        return next_fun(*args, **kwargs)
+
+    def step(state, _):
+        found.clear()
+        with nn.intercept_methods(tap):
+            _, new = snn_model.apply(
+                {"params": params, "membrane": state}, images, mutable=["membrane"]
+            )
+        return new["membrane"], (found[producer], found[layer])
+
+    _, (x_seq, z_seq) = jax.lax.scan(step, membrane, None, length=num_steps)
+    return jnp.mean(x_seq, axis=0), jnp.mean(z_seq, axis=0)
+
+
+def _find_module(snn_model, params, membrane, images, path):
+    """An unbound copy of the submodule at ``path`` (its conv/dense configuration)."""
+    found: list = []
+
+    def tap(next_fun, args, kwargs, context):
+        if context.method_name == "__call__" and "/".join(context.module.path) == path:
+            found.append(context.module.clone(parent=None))
+        return next_fun(*args, **kwargs)
+
+    def run():
+        with nn.intercept_methods(tap):
+            return snn_model.apply(
+                {"params": params, "membrane": membrane}, images, mutable=["membrane"]
+            )[0]
+
+    jax.eval_shape(run)
+    return found[0]
+
+
+def _surrogate(pre, theta, cap, num_steps):
+    theta = broadcast_channels(theta, pre.ndim).astype(pre.dtype)
+    steps = jnp.asarray(num_steps, pre.dtype)
+    return theta / steps * floor_ste(steps * jnp.clip(pre / theta, 0, cap.astype(pre.dtype)))
+
+
+def _fit_kernel(
+    module,
+    kernel,
+    bias,
+    x_bar,
+    residual,
+    target,
+    theta,
+    cap,
+    *,
+    num_steps,
+    iters,
+    batch_size,
+    learning_rate,
+    key,
+):
+    """Adam (cosine to 0) on the kernel; squared error summed over channels, mean over rest."""
+    tx = optax.adam(optax.cosine_decay_schedule(learning_rate, max(iters, 1)))
+    n = x_bar.shape[0]
+
+    def loss(w, idx):
+        pre = module.apply({"params": {"kernel": w, "bias": bias}}, x_bar[idx]) + residual[idx]
+        err = jnp.square(_surrogate(pre, theta, cap, num_steps) - target[idx])
+        return jnp.mean(jnp.sum(err, axis=-1))
+
+    def update(carry, i):
+        w, opt_state = carry
+        idx = jax.random.choice(jax.random.fold_in(key, i), n, (min(batch_size, n),), replace=False)
+        grads = jax.grad(loss)(w, idx)
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int counts and floats
+            updates, opt_state = tx.update(grads, opt_state, w)
+        return (optax.apply_updates(w, updates), opt_state), None
+
+    run = jax.jit(lambda w: jax.lax.scan(update, (w, tx.init(w)), jnp.arange(iters))[0][0])
+    return run(kernel)
+
+
+def weight_calibration(
+    snn_model: nn.Module,
+    params: Mapping,
+    u0: Mapping,
+    batches: Sequence[jax.Array],
+    ann_acts: Sequence[Mapping],
+    *,
+    layers: Sequence[str],
+    num_steps: int,
+    iters: int = 5000,
+    batch_size: int = 32,
+    learning_rate: float = 1e-5,
+    key: jax.Array,
+) -> dict:
+    """Converts SNN params into params whose producer kernels fit the ANN outputs (sequential).
+
+    Args:
+      snn_model, params, u0: the current SNN, its params and initial potentials.
+      batches: image batches (the reference uses 1 024 samples); ``ann_acts`` their ANN outputs.
+      layers: spiking layers, forward order.
+      num_steps: T.
+      iters, batch_size, learning_rate: Adam iterations (cosine decay to 0), minibatch, lr.
+      key: minibatch sampling.
+    """
+    for li, layer in enumerate(layers):
+        producer = producer_of(layer, params)
+        flat = tree_lib.flatten(params)
+        xs, zs = [], []
+        for images in batches:
+            membrane = initial_membrane(snn_model, images, u0)
+            x_bar, z_bar = _layer_io(
+                snn_model,
+                params,
+                membrane,
+                images,
+                num_steps=num_steps,
+                producer=producer,
+                layer=layer,
+            )
+            xs.append(x_bar)
+            zs.append(z_bar)
+        module = _find_module(snn_model, params, membrane, images, producer)
+        x_bar, z_bar = jnp.concatenate(xs), jnp.concatenate(zs)
+        kernel, bias = flat[producer + "/kernel"], flat[producer + "/bias"]
+        residual = z_bar - module.apply({"params": {"kernel": kernel, "bias": bias}}, x_bar)
+        target = jnp.concatenate([a[layer] for a in ann_acts])
+        kernel = _fit_kernel(
+            module,
+            kernel,
+            bias,
+            x_bar,
+            residual,
+            target,
+            flat[f"{layer}/{THRESHOLD}"],
+            flat[f"{layer}/max_spikes"],
+            num_steps=num_steps,
+            iters=iters,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            key=jax.random.fold_in(key, li),
+        )
+        params = replace_leaves(params, {producer + "/kernel": kernel})
+    return params
