@@ -17,6 +17,7 @@ from tqdm import tqdm
 from jaxsnn import metrics
 from jaxsnn.convert import stages
 from jaxsnn.convert import tree as tree_lib
+from jaxsnn.calibrate.iat import iat_summary, iat_sums
 from jaxsnn.metrics.energy import energy_report
 from jaxsnn.simulate import simulate, srp_reset
 
@@ -29,7 +30,9 @@ class SNNSpec(NamedTuple):
     membrane_init: object = "half"  # any mode accepted by init_membrane
     num_steps: int = 32
     presim: int = 0  # SRP τ (0: plain run); the model must then be built with masked=True
-    max_spikes: int = 1  # spikes a neuron can emit per step (saturation level)
+    max_spikes: int = 1  # spikes a neuron can emit per step (default saturation level)
+    iat_thresholds: object = None  # [T] exit thresholds: also report IAT early-exit results
+    iat_metric: str = "entropy"
 
 
 def _masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -37,10 +40,11 @@ def _masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(x * m)
 
 
-def _layer_diagnostics(ann_acts, counts, thresholds, mask, num_steps, max_spikes) -> dict:
+def _layer_diagnostics(ann_acts, counts, thresholds, caps, mask, num_steps, max_spikes) -> dict:
     """Per spiking layer: neurons, dead, saturated and Σ|a_ANN − rate_SNN| (masked sums)."""
     out = {}
     for layer, count in counts.items():
+        cap = caps.get(layer, max_spikes)
         theta = thresholds[layer]
         theta = theta.reshape((1,) * (count.ndim - theta.ndim) + theta.shape)
         rate = count * theta / num_steps
@@ -48,7 +52,7 @@ def _layer_diagnostics(ann_acts, counts, thresholds, mask, num_steps, max_spikes
         entry = {
             "neurons": _masked_sum(ones, mask),
             "dead": _masked_sum((count == 0).astype(count.dtype), mask),
-            "saturated": _masked_sum((count >= max_spikes * num_steps).astype(count.dtype), mask),
+            "saturated": _masked_sum((count >= cap * num_steps).astype(count.dtype), mask),
         }
         if layer in ann_acts:
             entry["abs_error"] = _masked_sum(jnp.abs(ann_acts[layer] - rate), mask)
@@ -74,6 +78,8 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
         flat = tree_lib.flatten(sim.membrane)
         counts = {tree_lib.layer_of(p): v for p, v in flat.items() if p.endswith("/count")}
         thresholds = stages.extract_thresholds(snn_params)
+        caps = {tree_lib.layer_of(p): v for p, v in tree_lib.flatten(snn_params).items()
+                if p.endswith("/max_spikes")}
         m = mask.astype(images.dtype)
         sums = {
             "nseen": jnp.sum(m),
@@ -81,8 +87,12 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
             "snn_correct": metrics.correct_per_step(sim.cumulative, labels, mask),
             "stats": {layer: {k: jnp.sum(v * m[None], axis=1) for k, v in s.items()}
                       for layer, s in sim.stats.items()},
-            "layers": _layer_diagnostics(ann_acts, counts, thresholds, mask, T, spec.max_spikes),
+            "layers": _layer_diagnostics(ann_acts, counts, thresholds, caps, mask, T,
+                                         spec.max_spikes),
         }
+        if spec.iat_thresholds is not None:
+            sums["iat"] = iat_sums(sim.cumulative, jnp.asarray(spec.iat_thresholds), labels, mask,
+                                   metric=spec.iat_metric)
         if "mask" in str(flat.keys()):
             sums["srp_mask_ones"] = {tree_lib.layer_of(p): _masked_sum(v, mask)
                                      for p, v in flat.items() if p.endswith("/mask")}
@@ -142,6 +152,8 @@ def summarise(totals: Mapping, spec: SNNSpec, macs: Mapping[str, int]) -> dict:
         "layers": layers,
         "energy": energy_report(dict(macs), density, T, analog),
     }
+    if "iat" in totals:
+        out["iat"] = iat_summary(totals["iat"])
     if "srp_mask_ones" in totals:
         out["srp_mask_fraction"] = {
             k: float(v) / float(totals["layers"][k]["neurons"])

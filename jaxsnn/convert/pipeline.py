@@ -142,8 +142,12 @@ def build_snn(config, ann_model, variables, input_shape) -> tuple[SNNSpec, dict]
         seed=config.seed,
     )
     result = calib.calibrate(cc, ann_model, variables, batches, num_steps=T)
-    return SNNSpec(result.model, result.params, result.membrane_init, T, 0,
-                   int(result.fields.get("max_spikes_overall", 1))), dict(result.fields)
+    fields = dict(result.fields)
+    spec = SNNSpec(result.model, result.params, result.membrane_init, T, 0,
+                   int(fields.get("max_spikes_overall", 1)),
+                   iat_thresholds=fields.get("iat_thresholds"),
+                   iat_metric=cc.get("iat_metric", "entropy"))
+    return spec, fields
 
 
 # --------------------------------------------------------------------------- outputs
@@ -233,8 +237,9 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         "method_fields": fields,
         "seconds": None,
     }
-    if "srp_mask_fraction" in summary:
-        results["srp_mask_fraction"] = summary["srp_mask_fraction"]
+    for key in ("iat", "srp_mask_fraction"):
+        if key in summary:
+            results[key] = summary[key]
     if cc.get("sweep"):
         results["sweep"] = _run_sweep(config, spec, batches(), mesh, total)
     results["seconds"] = time.time() - start

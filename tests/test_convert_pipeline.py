@@ -1,0 +1,119 @@
+"""convert.py's engine end to end on tiny IDX data: results schema, outputs, methods, bad input."""
+
+import importlib
+import json
+import pathlib
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from jaxsnn.convert import pipeline
+from jaxsnn.train import loop
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+tiny = importlib.import_module("configs.tiny")
+
+
+def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
+    with path.open("wb") as f:
+        f.write(bytes([0, 0, 0x08, array.ndim]))
+        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny QCFS CNN trained for a few steps on generated 8×8 IDX data."""
+    idx = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 48), ("t10k", 20)):
+        labels = rng.integers(0, 10, n)
+        _write_idx(idx / f"{prefix}-images-idx3-ubyte",
+                   rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None])
+        _write_idx(idx / f"{prefix}-labels-idx1-ubyte", labels)
+    config = tiny.get_config(f"idx_dir={idx},steps=4")
+    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    workdir = tmp_path_factory.mktemp("run")
+    loop.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def _convert(config, workdir, **overrides):
+    config = config.copy_and_resolve_references()
+    config.convert.update(overrides)
+    config.convert.progress = False
+    return pipeline.convert_and_evaluate(config, workdir)
+
+
+def test_qcfs_results_schema_and_outputs(trained):
+    config, workdir = trained
+    results = _convert(config, workdir, method="qcfs", T=4,
+                       sweep={"kind": "threshold", "values": [0.5, 1.0, 2.0]})
+    out = pathlib.Path(workdir) / "snn_qcfs"
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["snn_accuracy"] == results["snn_accuracy"]
+    assert len(results["snn_accuracy"]) == 4 and results["latency_steps"] == [1, 2, 3, 4]
+    assert results["num_examples"] == 20  # padded last batch masked out
+    assert 0.0 <= results["ann_accuracy"] <= 1.0
+    assert set(results["thresholds"]) == {"conv1_act", "fc1_act"}
+    assert set(results["layers"]) == {"conv1_act", "fc1_act"}
+    layer = results["layers"]["conv1_act"]
+    assert 0 <= layer["dead_fraction"] <= 1 and 0 <= layer["firing_rate"] <= 1
+    assert results["energy"]["constants"]["e_mac_pj"] == 4.6
+    assert np.asarray(results["sweep"]["accuracy"]).shape == (3, 4)
+    for name in ("accuracy.png", "firing_rate.png", "activation_error.png", "sweep.png",
+                 "snn_metadata.json"):
+        assert (out / name).exists(), name
+    assert (out / "snn_checkpoint").is_dir()
+    assert not list(pathlib.Path(workdir).glob(".snn_qcfs.tmp-*"))
+
+
+def test_srp_reports_honest_latency(trained):
+    config, workdir = trained
+    results = _convert(config, workdir, method="srp", T=3, presim=2)
+    assert results["latency_steps"] == [3, 4, 5]
+    assert set(results["srp_mask_fraction"]) == {"conv1_act", "fc1_act"}
+
+
+def test_calibration_method_runs_through_the_same_schema(trained):
+    config, workdir = trained
+    config = config.copy_and_resolve_references()
+    config.convert.calib_batches = 1
+    config.convert.calib_batch_size = 8
+    results = _convert(config, workdir, method="calib_light", T=4)
+    assert len(results["snn_accuracy"]) == 4 and results["method_fields"]
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        ({"T": 0}, "config.convert.T"),
+        ({"presim": -1, "method": "srp"}, "config.convert.presim"),
+        ({"method": "magic"}, "config.convert.method"),
+    ],
+)
+def test_bad_convert_config_writes_nothing(trained, overrides, match, tmp_path):
+    config, workdir = trained
+    before = sorted(p.name for p in pathlib.Path(workdir).iterdir())
+    with pytest.raises(ValueError, match=match):
+        _convert(config, workdir, **overrides)
+    assert sorted(p.name for p in pathlib.Path(workdir).iterdir()) == before
+
+
+def test_missing_checkpoint(trained, tmp_path):
+    config, _ = trained
+    with pytest.raises(FileNotFoundError, match="run train.py"):
+        _convert(config, tmp_path, method="qcfs")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_of_another_architecture(trained):
+    config, workdir = trained
+    config = config.copy_and_resolve_references()
+    config.model = "_VGGTiny"
+    with pytest.raises(ValueError, match="cannot be loaded as config.model='_VGGTiny'"):
+        _convert(config, workdir, method="qcfs")
