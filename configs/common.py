@@ -97,8 +97,26 @@ def loop_block(config: ml_collections.ConfigDict, *, epochs: int, batch: int, ev
 
 
 def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str = "qcfs"):
-    """Placeholder read by ``convert.py``: simulation length, method and SRP pre-sim steps."""
-    config.convert = ml_collections.ConfigDict(dict(T=T, method=method, presim=4))
+    """Fields read by ``convert.py`` (all overridable: ``--config.convert.method=srp``).
+
+    method: qcfs | zero | srp | calib_max | calib_mse | calib_light | calib_advanced | burst | ssc |
+    icsnn; T: counted steps; presim: SRP's τ; checkpoint: 'best' | 'latest' | a step;
+    torch_checkpoint / torch_architecture: convert a PyTorch .pth of the QCFS/SRP code instead;
+    sweep.kind: '' (off) | 'threshold' | 'potential' over sweep.values; calibration options as in
+    :data:`jaxsnn.calibrate.pipeline.DEFAULTS` (None there = the method's own default).
+    """
+    from jaxsnn.calibrate.pipeline import DEFAULTS
+
+    none_types = {"threshold_mode": str, "channel_wise": bool, "max_spikes": int,
+                  "desired_spikes": int}
+    cc = dict(
+        T=T, method=method, presim=4, checkpoint="best", output_dir="", torch_checkpoint="",
+        torch_architecture="", calib_batches=7, calib_batch_size=128, progress=True,
+        sweep=ml_collections.ConfigDict(dict(kind="", values=(0.6, 0.8, 1.0, 1.2, 1.4))),
+    )
+    for k, v in DEFAULTS.items():
+        cc[k] = ml_collections.config_dict.placeholder(none_types[k]) if v is None else v
+    config.convert = ml_collections.ConfigDict(cc)
 
 
 def data_block(config: ml_collections.ConfigDict, *, dataset: str, augment: str | None = None):

@@ -65,7 +65,7 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> ml_collections
     if not isinstance(presim, int) or isinstance(presim, bool) or presim < 0:
         raise ValueError(f"config.convert.presim: tau must be an integer >= 0, got {presim!r}")
     sweep = cc.get("sweep")
-    if sweep and sweep.get("kind") not in ("threshold", "potential"):
+    if sweep and sweep.get("kind") and sweep.get("kind") not in ("threshold", "potential"):
         raise ValueError(f"config.convert.sweep.kind: must be 'threshold' or 'potential', "
                          f"got {sweep.get('kind')!r}")
     return cc
@@ -102,6 +102,7 @@ def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
     mngr = ckpt_lib.make_manager(workdir, keep=max(config.get("keep_checkpoints", 3), 1),
                                  enable_async=False)
     which = cc.get("checkpoint", "best")
+    which = int(which) if isinstance(which, str) and which.isdigit() else which
     step = mngr.best_step() if which == "best" else mngr.latest_step() if which == "latest" else which
     step = mngr.latest_step() if step is None else step
     if step is None:
@@ -240,7 +241,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     for key in ("iat", "srp_mask_fraction"):
         if key in summary:
             results[key] = summary[key]
-    if cc.get("sweep"):
+    if cc.get("sweep") and cc.sweep.get("kind"):
         results["sweep"] = _run_sweep(config, spec, batches(), mesh, total)
     results["seconds"] = time.time() - start
     _write_outputs(config, workdir, spec, results)
