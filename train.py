@@ -35,6 +35,7 @@ def main(argv):
     try:
         metrics = loop.train_and_evaluate(config, _WORKDIR.value)
     except (ValueError, FileNotFoundError) as err:
+        logging.debug("traceback (shown with --verbosity=1)", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(" ".join(f"{k}={v:.6g}" for k, v in metrics.items()))

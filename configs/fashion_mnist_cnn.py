@@ -3,12 +3,19 @@ r"""Fashion-MNIST, SmallCNN with QCFS activations: the demo (trains on 2 CPU cor
 Run (reads the IDX files in /usr/share/datasets/fashion-mnist unless idx_dir= is given)::
 
     python train.py --config configs/fashion_mnist_cnn.py:L=4 --workdir /tmp/fm_L4
-    python train.py --config configs/fashion_mnist_cnn.py:L=8,epochs=3 --workdir /tmp/fm_L8
+    python train.py --config configs/fashion_mnist_cnn.py:L=8 --workdir /tmp/fm_L8
 
 Arguments: L (QCFS levels, default 4), epochs, batch, lr, opt ('sgd' | 'adam'), idx_dir,
 runlocal (one short epoch, for a smoke test).
 
-Expected: not yet measured.
+Expected (measured 2026-11-23 on 2 shared CPU cores, load average ~5-6 from other jobs, so times
+are pessimistic; SGD default, 5 epochs, 468 steps/epoch, final test accuracy on all 10k images):
+
+    L=4: test 92.08% (epochs 1-5: 82.3, 86.9, 90.4, 90.7, 92.1), 457 s wall, 690 train images/s
+    L=8: test 91.68% (epochs 1-5: 86.8, 87.5, 89.7, 90.3, 91.7), 496 s wall, 640 train images/s
+
+Three epochs are not enough for 91%: L=4 SGD epochs=3 gave 90.38% (380 s), opt=adam,epochs=3
+gave 89.94% (201 s). Test accuracy lags training until the cosine schedule has decayed.
 """
 
 import ml_collections
