@@ -197,3 +197,9 @@ def test_parse_arg_and_every_config_loads():
         config = importlib.import_module(f"configs.{path.stem}").get_config()
         assert config.levels > 0 and config.convert.T > 0 and config.batch_size > 0
     assert importlib.import_module("configs.fashion_mnist_cnn").get_config("L=8").levels == 8
+
+
+def test_tensorboard_event_files_are_written(idx_dir, data_dir, tmp_path):
+    loop.train_and_evaluate(_config(idx_dir, data_dir, "steps=2"), tmp_path)
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

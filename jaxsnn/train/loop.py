@@ -6,8 +6,8 @@ train state (optimiser and schedule count included) is checkpointed. A run inter
 checkpoint and restarted with the same command therefore ends with bit-identical parameters.
 
 Metrics go to the log (absl), to stdout once per epoch, and to ``<workdir>/metrics.jsonl`` (one
-JSON object per line). ``clu.metric_writers`` cannot be imported without TensorFlow (its package
-``__init__`` imports the TF summary writer), so no TensorBoard event files are written.
+JSON object per line) and TensorBoard event files in ``<workdir>/tensorboard`` (via tensorboardX:
+``clu.metric_writers`` cannot be imported without TensorFlow).
 """
 
 import contextlib
@@ -32,10 +32,19 @@ ACTIVATIONS = ("qcfs", "relu", "clip_relu")
 
 
 class MetricWriter:
-    """Writes scalars to the log and, on process 0, appends them to ``metrics.jsonl``."""
+    """Writes scalars to the log and, on process 0, to ``metrics.jsonl`` and TensorBoard events.
+
+    TensorBoard event files go to ``<workdir>/tensorboard`` through ``tensorboardX`` (clu's writer
+    needs TensorFlow, which this project does not require).
+    """
 
     def __init__(self, workdir: epath.Path):
         self.path = workdir / "metrics.jsonl" if jax.process_index() == 0 else None
+        self.tb = None
+        if self.path is not None:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(workdir / "tensorboard"), flush_secs=30)
 
     def write(self, step: int, scalars: dict) -> None:
         """Logs ``scalars`` (already on the host) for ``step``."""
@@ -44,6 +53,10 @@ class MetricWriter:
         if self.path is not None:
             with self.path.open("a") as f:
                 f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, int(step))
+            self.tb.flush()
 
 
 def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
