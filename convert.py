@@ -1,4 +1,4 @@
-r"""Converts the ANN trained in --workdir (or a PyTorch .pth) to an SNN and evaluates it per timestep.
+r"""Converts the ANN in --workdir (or a PyTorch .pth) to an SNN; evaluates it per timestep.
 
     python convert.py --config configs/fashion_mnist_cnn.py --workdir /tmp/fm_L4
     python convert.py --config configs/fashion_mnist_cnn.py --workdir /tmp/fm_L4 \
@@ -28,8 +28,9 @@ def main(argv):
     quiet_third_party_logs()
     config = _CONFIG.value
     sharding.maybe_initialize_distributed(config)
-    logging.info("JAX %s, backend %s, devices %s", jax.__version__, jax.default_backend(),
-                 jax.devices())
+    logging.info(
+        "JAX %s, backend %s, devices %s", jax.__version__, jax.default_backend(), jax.devices()
+    )
     try:
         pipeline.convert_and_evaluate(config, _WORKDIR.value)
     except (ValueError, FileNotFoundError, ImportError) as err:

@@ -107,11 +107,23 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
     """
     from jaxsnn.calibrate.pipeline import DEFAULTS
 
-    none_types = {"threshold_mode": str, "channel_wise": bool, "max_spikes": int,
-                  "desired_spikes": int}
+    none_types = {
+        "threshold_mode": str,
+        "channel_wise": bool,
+        "max_spikes": int,
+        "desired_spikes": int,
+    }
     cc = dict(
-        T=T, method=method, presim=4, checkpoint="best", output_dir="", torch_checkpoint="",
-        torch_architecture="", calib_batches=7, calib_batch_size=128, progress=True,
+        T=T,
+        method=method,
+        presim=4,
+        checkpoint="best",
+        output_dir="",
+        torch_checkpoint="",
+        torch_architecture="",
+        calib_batches=7,
+        calib_batch_size=128,
+        progress=True,
         sweep=ml_collections.ConfigDict(dict(kind="", values=(0.6, 0.8, 1.0, 1.2, 1.4))),
     )
     for k, v in DEFAULTS.items():

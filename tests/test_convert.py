@@ -1,4 +1,4 @@
-"""Conversion stages: BN folding preserves outputs, thresholds, SNN params, membrane init, errors."""
+"""Conversion stages: BN folding keeps outputs; thresholds, SNN params, membrane init, errors."""
 
 import functools
 
@@ -65,8 +65,13 @@ def test_thresholds_become_snn_thresholds_and_are_validated(key):
     ann = models.get_model("_ResNetTiny", num_classes=3, act=functools.partial(QCFS, levels=4))
     variables = models.init_variables(ann, key, (1, 8, 8, 3))
     thresholds = convert.extract_thresholds(variables["params"])
-    assert set(thresholds) == {"stem_act", "stage1_block1/act1", "stage1_block1/act2",
-                               "stage2_block1/act1", "stage2_block1/act2"}
+    assert set(thresholds) == {
+        "stem_act",
+        "stage1_block1/act1",
+        "stage1_block1/act2",
+        "stage2_block1/act1",
+        "stage2_block1/act2",
+    }
     assert all(float(t) == 8.0 for t in thresholds.values())
     snn, params = convert.convert(ann, variables, input_shape=(1, 8, 8, 3))
     assert convert.extract_thresholds(params).keys() == thresholds.keys()
@@ -108,7 +113,9 @@ def test_init_membrane_modes(key):
     half = tree_lib.flatten(convert.init_membrane(snn, shape))
     assert half["conv1_act/v"].shape == (2, 8, 8, 4) and half["fc1_act/v"].shape == (2, 8)
     assert float(half["conv1_act/v"][0, 0, 0, 0]) == 0.5
-    assert float(jnp.min(half["conv1_act/mask"])) == 1.0 and float(jnp.max(half["fc1_act/count"])) == 0
+    assert (
+        float(jnp.min(half["conv1_act/mask"])) == 1.0 and float(jnp.max(half["fc1_act/count"])) == 0
+    )
     zero = tree_lib.flatten(convert.init_membrane(snn, shape, "zero"))
     assert float(jnp.max(jnp.abs(zero["fc1_act/v"]))) == 0.0
     frac = tree_lib.flatten(convert.init_membrane(snn, shape, 0.25))

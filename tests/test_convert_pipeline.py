@@ -32,8 +32,10 @@ def trained(tmp_path_factory):
     rng = np.random.default_rng(1)
     for prefix, n in (("train", 48), ("t10k", 20)):
         labels = rng.integers(0, 10, n)
-        _write_idx(idx / f"{prefix}-images-idx3-ubyte",
-                   rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None])
+        _write_idx(
+            idx / f"{prefix}-images-idx3-ubyte",
+            rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None],
+        )
         _write_idx(idx / f"{prefix}-labels-idx1-ubyte", labels)
     config = tiny.get_config(f"idx_dir={idx},steps=4")
     config.data_dir = str(tmp_path_factory.mktemp("tfds"))
@@ -51,8 +53,9 @@ def _convert(config, workdir, **overrides):
 
 def test_qcfs_results_schema_and_outputs(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="qcfs", T=4,
-                       sweep={"kind": "threshold", "values": [0.5, 1.0, 2.0]})
+    results = _convert(
+        config, workdir, method="qcfs", T=4, sweep={"kind": "threshold", "values": [0.5, 1.0, 2.0]}
+    )
     out = pathlib.Path(workdir) / "snn_qcfs"
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["snn_accuracy"] == results["snn_accuracy"]
@@ -65,8 +68,13 @@ def test_qcfs_results_schema_and_outputs(trained):
     assert 0 <= layer["dead_fraction"] <= 1 and 0 <= layer["firing_rate"] <= 1
     assert results["energy"]["constants"]["e_mac_pj"] == 4.6
     assert np.asarray(results["sweep"]["accuracy"]).shape == (3, 4)
-    for name in ("accuracy.png", "firing_rate.png", "activation_error.png", "sweep.png",
-                 "snn_metadata.json"):
+    for name in (
+        "accuracy.png",
+        "firing_rate.png",
+        "activation_error.png",
+        "sweep.png",
+        "snn_metadata.json",
+    ):
         assert (out / name).exists(), name
     assert (out / "snn_checkpoint").is_dir()
     assert not list(pathlib.Path(workdir).glob(".snn_qcfs.tmp-*"))
@@ -117,3 +125,18 @@ def test_checkpoint_of_another_architecture(trained):
     config.model = "_VGGTiny"
     with pytest.raises(ValueError, match="cannot be loaded as config.model='_VGGTiny'"):
         _convert(config, workdir, method="qcfs")
+
+
+def test_saved_snn_reloads_and_resimulates(trained):
+    import jax.numpy as jnp
+
+    from jaxsnn import convert
+    from jaxsnn.simulate import simulate
+
+    config, workdir = trained
+    results = _convert(config, workdir, method="qcfs", T=4, output_dir="snn_reload")
+    snn, params, meta = pipeline.load_snn(pathlib.Path(workdir) / "snn_reload", config)
+    assert meta["thresholds"] == results["thresholds"] and meta["T"] == 4
+    x = jnp.ones((2, 8, 8, 1), jnp.float32)
+    out = simulate(snn, params, convert.init_membrane(snn, x.shape), x, num_steps=4)
+    assert out.cumulative.shape == (4, 2, 10)

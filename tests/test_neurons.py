@@ -48,7 +48,7 @@ def _if_counts(x, theta, num_steps):
     num_steps=st.integers(1, 48),
 )
 def test_if_with_half_potential_equals_qcfs_with_levels_t(m, k, e, num_steps):
-    """I-1: N(t) = clip(floor(t·x/θ + 1/2), 0, t) for every t ≤ T, on dyadic inputs (exact in f32)."""
+    """I-1: N(t) = clip(floor(t·x/θ + 1/2), 0, t) for all t ≤ T, dyadic inputs (exact in f32)."""
     theta = jnp.float32(2.0**e)
     x = jnp.float32(m / 2**k) * theta  # x/θ dyadic
     counts = jax.jit(_if_counts, static_argnums=2)(x[None], theta, num_steps)[:, 0]

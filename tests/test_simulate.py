@@ -24,8 +24,9 @@ SHAPE = (4, 8, 8, 3)
 def tiny():
     """A QCFS ResNet (L = 4) with thresholds near its activations' scale, and its SNN."""
     key = jax.random.key(0)
-    ann = models.get_model("_ResNetTiny", num_classes=5,
-                           act=functools.partial(QCFS, levels=4, init_threshold=1.0))
+    ann = models.get_model(
+        "_ResNetTiny", num_classes=5, act=functools.partial(QCFS, levels=4, init_threshold=1.0)
+    )
     variables = models.init_variables(ann, key, SHAPE)
     x = jax.random.normal(jax.random.fold_in(key, 1), SHAPE)
     snn, params = convert.convert(ann, variables)
@@ -48,7 +49,9 @@ def test_scan_equals_python_loop(tiny):
     out = simulate(snn, params, membrane, x, num_steps=6, stats=True)
     ref = _loop_reference(snn, params, membrane, x, 6)
     np.testing.assert_allclose(out.cumulative, ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(jnp.cumsum(out.outputs, axis=0), out.cumulative, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        jnp.cumsum(out.outputs, axis=0), out.cumulative, rtol=1e-5, atol=1e-5
+    )
     assert out.cumulative.shape == (6, 4, 5)
     spiking = {k for k, v in out.stats.items() if "spikes" in v}
     assert spiking == set(convert.extract_thresholds(params))
@@ -89,8 +92,9 @@ def test_initial_potential_sweep_equals_loop(tiny):
 def test_snn_approaches_ann_as_t_grows():
     """With L = 64 the QCFS ANN is close to the clip-ReLU limit the SNN rate converges to."""
     key = jax.random.key(0)
-    ann = models.get_model("_ResNetTiny", num_classes=5,
-                           act=functools.partial(QCFS, levels=64, init_threshold=1.0))
+    ann = models.get_model(
+        "_ResNetTiny", num_classes=5, act=functools.partial(QCFS, levels=64, init_threshold=1.0)
+    )
     variables = models.init_variables(ann, key, SHAPE)
     x = jax.random.normal(jax.random.fold_in(key, 1), SHAPE)
     snn, params = convert.convert(ann, variables)

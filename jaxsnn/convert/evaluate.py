@@ -15,9 +15,9 @@ from flax import linen as nn
 from tqdm import tqdm
 
 from jaxsnn import metrics
+from jaxsnn.calibrate.iat import iat_summary, iat_sums
 from jaxsnn.convert import stages
 from jaxsnn.convert import tree as tree_lib
-from jaxsnn.calibrate.iat import iat_summary, iat_sums
 from jaxsnn.metrics.energy import energy_report
 from jaxsnn.simulate import simulate, srp_reset
 
@@ -68,8 +68,10 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
     def run(snn_params, batch):
         images, labels, mask = batch["image"], batch["label"], batch["mask"]
         logits, acts = ann_model.apply(ann_variables, images, mutable=["activations"])
-        ann_acts = {tree_lib.layer_of(p): v[0] for p, v in
-                    tree_lib.flatten(acts.get("activations", {})).items()}
+        ann_acts = {
+            tree_lib.layer_of(p): v[0]
+            for p, v in tree_lib.flatten(acts.get("activations", {})).items()
+        }
         membrane = stages.init_membrane(model, images.shape, spec.membrane_init, images.dtype)
         if spec.presim > 0:
             pre = simulate(model, snn_params, membrane, images, num_steps=spec.presim)
@@ -78,24 +80,38 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
         flat = tree_lib.flatten(sim.membrane)
         counts = {tree_lib.layer_of(p): v for p, v in flat.items() if p.endswith("/count")}
         thresholds = stages.extract_thresholds(snn_params)
-        caps = {tree_lib.layer_of(p): v for p, v in tree_lib.flatten(snn_params).items()
-                if p.endswith("/max_spikes")}
+        caps = {
+            tree_lib.layer_of(p): v
+            for p, v in tree_lib.flatten(snn_params).items()
+            if p.endswith("/max_spikes")
+        }
         m = mask.astype(images.dtype)
         sums = {
             "nseen": jnp.sum(m),
             "ann_correct": metrics.correct(logits, labels, mask),
             "snn_correct": metrics.correct_per_step(sim.cumulative, labels, mask),
-            "stats": {layer: {k: jnp.sum(v * m[None], axis=1) for k, v in s.items()}
-                      for layer, s in sim.stats.items()},
-            "layers": _layer_diagnostics(ann_acts, counts, thresholds, caps, mask, T,
-                                         spec.max_spikes),
+            "stats": {
+                layer: {k: jnp.sum(v * m[None], axis=1) for k, v in s.items()}
+                for layer, s in sim.stats.items()
+            },
+            "layers": _layer_diagnostics(
+                ann_acts, counts, thresholds, caps, mask, T, spec.max_spikes
+            ),
         }
         if spec.iat_thresholds is not None:
-            sums["iat"] = iat_sums(sim.cumulative, jnp.asarray(spec.iat_thresholds), labels, mask,
-                                   metric=spec.iat_metric)
+            sums["iat"] = iat_sums(
+                sim.cumulative,
+                jnp.asarray(spec.iat_thresholds),
+                labels,
+                mask,
+                metric=spec.iat_metric,
+            )
         if "mask" in str(flat.keys()):
-            sums["srp_mask_ones"] = {tree_lib.layer_of(p): _masked_sum(v, mask)
-                                     for p, v in flat.items() if p.endswith("/mask")}
+            sums["srp_mask_ones"] = {
+                tree_lib.layer_of(p): _masked_sum(v, mask)
+                for p, v in flat.items()
+                if p.endswith("/mask")
+            }
         return sums
 
     return jax.jit(run)
@@ -142,8 +158,11 @@ def summarise(totals: Mapping, spec: SNNSpec, macs: Mapping[str, int]) -> dict:
                 entry["mean_abs_activation_error"] = float(d["abs_error"]) / neurons
                 entry["mean_ann_activation"] = float(d["ann_mean"]) / neurons
         layers[layer] = entry
-    density = {layer: float(np.sum(s["input_density"])) / n
-               for layer, s in totals["stats"].items() if "input_density" in s}
+    density = {
+        layer: float(np.sum(s["input_density"])) / n
+        for layer, s in totals["stats"].items()
+        if "input_density" in s
+    }
     analog = {next(iter(macs))} if macs else set()
     out = {
         "num_examples": int(n),

@@ -59,15 +59,19 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> ml_collections
     _positive_int(cc.get("T"), "T")
     method = cc.get("method")
     if method not in PLAIN_METHODS + _calibration_methods():
-        raise ValueError(f"config.convert.method: unknown method {method!r}; choose one of "
-                         f"{list(PLAIN_METHODS + _calibration_methods())}")
+        raise ValueError(
+            f"config.convert.method: unknown method {method!r}; choose one of "
+            f"{list(PLAIN_METHODS + _calibration_methods())}"
+        )
     presim = cc.get("presim", 0)
     if not isinstance(presim, int) or isinstance(presim, bool) or presim < 0:
         raise ValueError(f"config.convert.presim: tau must be an integer >= 0, got {presim!r}")
     sweep = cc.get("sweep")
     if sweep and sweep.get("kind") and sweep.get("kind") not in ("threshold", "potential"):
-        raise ValueError(f"config.convert.sweep.kind: must be 'threshold' or 'potential', "
-                         f"got {sweep.get('kind')!r}")
+        raise ValueError(
+            f"config.convert.sweep.kind: must be 'threshold' or 'potential', "
+            f"got {sweep.get('kind')!r}"
+        )
     return cc
 
 
@@ -83,27 +87,35 @@ def _calibration_methods() -> tuple[str, ...]:
 
 
 def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
-    """Returns ``(ann_model, variables, source)`` from a PyTorch file or ``workdir``'s checkpoint."""
+    """Returns ``(ann_model, variables, source)`` from a ``.pth`` or ``workdir``'s checkpoint."""
     cc = config.convert
     info = data.get_dataset_info(config)
     if cc.get("torch_checkpoint"):
         from jaxsnn.convert.torch_import import import_torch_checkpoint
 
         model, variables = import_torch_checkpoint(
-            cc.torch_checkpoint, cc.torch_architecture, num_classes=info.num_classes,
-            levels=config.levels, input_size=tuple(input_shape[1:3]),
+            cc.torch_checkpoint,
+            cc.torch_architecture,
+            num_classes=info.num_classes,
+            levels=config.levels,
+            input_size=tuple(input_shape[1:3]),
         )
         return model, variables, {"kind": "pytorch", "path": str(cc.torch_checkpoint)}
     model = build_model(config, info.num_classes)
     ckpt_dir = epath.Path(workdir) / "checkpoints"
     if not ckpt_dir.exists():
-        raise FileNotFoundError(f"no ANN checkpoint in {ckpt_dir}: run train.py with the same "
-                                "--workdir first (or set config.convert.torch_checkpoint)")
-    mngr = ckpt_lib.make_manager(workdir, keep=max(config.get("keep_checkpoints", 3), 1),
-                                 enable_async=False)
+        raise FileNotFoundError(
+            f"no ANN checkpoint in {ckpt_dir}: run train.py with the same "
+            "--workdir first (or set config.convert.torch_checkpoint)"
+        )
+    mngr = ckpt_lib.make_manager(
+        workdir, keep=max(config.get("keep_checkpoints", 3), 1), enable_async=False
+    )
     which = cc.get("checkpoint", "best")
     which = int(which) if isinstance(which, str) and which.isdigit() else which
-    step = mngr.best_step() if which == "best" else mngr.latest_step() if which == "latest" else which
+    step = (
+        mngr.best_step() if which == "best" else mngr.latest_step() if which == "latest" else which
+    )
     step = mngr.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no ANN checkpoint in {ckpt_dir}: run train.py first")
@@ -111,14 +123,22 @@ def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
     init_fn = state_lib.make_init_fn(model, tx, input_shape, key=jax.random.key(0))
     target = jax.eval_shape(init_fn)
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        restored = mngr.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+        )
     except Exception as err:  # orbax raises many types for shape/structure/IO problems
         first = (str(err).splitlines() or [""])[0][:300]
-        raise ValueError(f"checkpoint {ckpt_dir / str(step)} cannot be loaded as config.model="
-                         f"{config.model!r} (another architecture, or corrupted): {first}") from None
+        raise ValueError(
+            f"checkpoint {ckpt_dir / str(step)} cannot be loaded as config.model="
+            f"{config.model!r} (another architecture, or corrupted): {first}"
+        ) from None
     state = restored["state"]
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    return model, variables, {"kind": "jaxsnn", "path": str(ckpt_dir / str(step)), "step": int(step)}
+    return (
+        model,
+        variables,
+        {"kind": "jaxsnn", "path": str(ckpt_dir / str(step)), "step": int(step)},
+    )
 
 
 # --------------------------------------------------------------------------- building the SNN
@@ -139,15 +159,23 @@ def build_snn(config, ann_model, variables, input_shape) -> tuple[SNNSpec, dict]
     from jaxsnn.calibrate import pipeline as calib
 
     batches = data.calibration_batches(
-        config, num_batches=cc.get("calib_batches", 7), batch_size=cc.get("calib_batch_size", 128),
+        config,
+        num_batches=cc.get("calib_batches", 7),
+        batch_size=cc.get("calib_batch_size", 128),
         seed=config.seed,
     )
     result = calib.calibrate(cc, ann_model, variables, batches, num_steps=T)
     fields = dict(result.fields)
-    spec = SNNSpec(result.model, result.params, result.membrane_init, T, 0,
-                   int(fields.get("max_spikes_overall", 1)),
-                   iat_thresholds=fields.get("iat_thresholds"),
-                   iat_metric=cc.get("iat_metric", "entropy"))
+    spec = SNNSpec(
+        result.model,
+        result.params,
+        result.membrane_init,
+        T,
+        0,
+        int(fields.get("max_spikes_overall", 1)),
+        iat_thresholds=fields.get("iat_thresholds"),
+        iat_metric=cc.get("iat_metric", "entropy"),
+    )
     return spec, fields
 
 
@@ -162,17 +190,18 @@ def _run_sweep(config, spec: SNNSpec, batches, mesh, total) -> dict:
         b = sharding.shard_batch(batch, mesh)
         if sweep["kind"] == "threshold":
             membrane = stages.init_membrane(spec.model, b["image"].shape, spec.membrane_init)
-            cum = sweep_threshold_scales(spec.model, spec.params, membrane, b["image"], values,
-                                         num_steps=spec.num_steps)
+            cum = sweep_threshold_scales(
+                spec.model, spec.params, membrane, b["image"], values, num_steps=spec.num_steps
+            )
         else:
-            cum = sweep_initial_potentials(spec.model, spec.params, b["image"], values,
-                                           num_steps=spec.num_steps)
+            cum = sweep_initial_potentials(
+                spec.model, spec.params, b["image"], values, num_steps=spec.num_steps
+            )
         c = jax.vmap(lambda x: metrics.correct_per_step(x, b["label"], b["mask"]))(cum)
         correct = c if correct is None else correct + c
         n += float(np.sum(batch["mask"]))
     acc = np.asarray(correct) / n
-    return {"kind": sweep["kind"], "values": [float(v) for v in values],
-            "accuracy": acc.tolist()}
+    return {"kind": sweep["kind"], "values": [float(v) for v in values], "accuracy": acc.tolist()}
 
 
 def _save_snn(out_dir: epath.Path, spec: SNNSpec, metadata: dict) -> None:
@@ -180,22 +209,51 @@ def _save_snn(out_dir: epath.Path, spec: SNNSpec, metadata: dict) -> None:
     ckptr.save((out_dir / "snn_checkpoint").absolute(), spec.params)
     ckptr.wait_until_finished()
     if isinstance(spec.membrane_init, Mapping):
-        np.savez(out_dir / "membrane_init.npz",
-                 **{k: np.asarray(v) for k, v in spec.membrane_init.items()})
+        np.savez(
+            out_dir / "membrane_init.npz",
+            **{k: np.asarray(v) for k, v in spec.membrane_init.items()},
+        )
     (out_dir / "snn_metadata.json").write_text(json.dumps(metadata, indent=1))
 
 
+def load_snn(out_dir, config: ml_collections.ConfigDict):
+    """Reloads a converted SNN written by :func:`convert_and_evaluate` (no re-conversion).
+
+    Returns ``(snn_model, params, metadata)`` for the plain methods (qcfs, zero, srp); simulate
+    it with ``membrane_init`` ``'zero'`` for ``zero`` and ``'half'`` otherwise (SRP: use
+    :func:`jaxsnn.simulate.simulate_srp` with ``metadata['presim']``).
+    """
+    out_dir = epath.Path(out_dir)
+    meta_path = out_dir / "snn_metadata.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no converted SNN in {out_dir} (missing snn_metadata.json)")
+    metadata = json.loads(meta_path.read_text())
+    if metadata["method"] not in PLAIN_METHODS:
+        raise ValueError(
+            f"load_snn supports {PLAIN_METHODS}; {metadata['method']!r} SNNs are "
+            "rebuilt by re-running convert.py"
+        )
+    ann = build_model(config, data.get_dataset_info(config).num_classes)
+    snn = stages.make_snn_model(ann, masked=metadata["method"] == "srp", track_counts=True)
+    params = ocp.StandardCheckpointer().restore((out_dir / "snn_checkpoint").absolute())
+    return snn, params, metadata
+
+
 def _print_table(results: dict) -> None:
-    print(f"\nmethod={results['method']}  T={results['T']}  L={results['levels']}  "
-          f"ANN accuracy: {100 * results['ann_accuracy']:.2f}%")
+    print(
+        f"\nmethod={results['method']}  T={results['T']}  L={results['levels']}  "
+        f"ANN accuracy: {100 * results['ann_accuracy']:.2f}%"
+    )
     print(f"{'t':>5} {'latency':>8} {'SNN acc %':>10} {'gap':>7}")
     for t, (lat, acc) in enumerate(zip(results["latency_steps"], results["snn_accuracy"]), 1):
         if t in (1, 2, 3, 4) or t & (t - 1) == 0 or t == results["T"] or t % 8 == 0:
             gap = 100 * (acc - results["ann_accuracy"])
             print(f"{t:>5} {lat:>8} {100 * acc:>10.2f} {gap:>+7.2f}")
     e = results["energy"]
-    print(f"spikes/image: {results['spikes_per_image']:.0f}   energy/image: ANN "
-          f"{e['ann_energy_mj']:.4f} mJ, SNN {e['snn_energy_mj']:.4f} mJ (T={results['T']})")
+    print(
+        f"spikes/image: {results['spikes_per_image']:.0f}   energy/image: ANN "
+        f"{e['ann_energy_mj']:.4f} mJ, SNN {e['snn_energy_mj']:.4f} mJ (T={results['T']})"
+    )
 
 
 def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -213,11 +271,19 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         return data.eval_batches(config, split="test", batch_size=config.eval_batch_size)
 
     total = data.num_eval_batches(config, config.eval_batch_size, "test")
-    totals = evaluate(ann_model, variables, spec, batches(), total=total,
-                      shard=lambda b: sharding.shard_batch(b, mesh),
-                      progress=cc.get("progress", True) and sys.stderr.isatty())
+    totals = evaluate(
+        ann_model,
+        variables,
+        spec,
+        batches(),
+        total=total,
+        shard=lambda b: sharding.shard_batch(b, mesh),
+        progress=cc.get("progress", True) and sys.stderr.isatty(),
+    )
     summary = summarise(totals, spec, layer_macs(ann_model, variables, input_shape))
-    thresholds = {k: np.asarray(v).tolist() for k, v in stages.extract_thresholds(spec.params).items()}
+    thresholds = {
+        k: np.asarray(v).tolist() for k, v in stages.extract_thresholds(spec.params).items()
+    }
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "method": cc.method,
@@ -255,21 +321,49 @@ def _write_outputs(config, workdir, spec: SNNSpec, results: dict) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = epath.Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
-        metadata = {k: results[k] for k in ("method", "T", "presim", "levels", "thresholds",
-                                            "source_checkpoint", "dataset", "model")}
+        metadata = {
+            k: results[k]
+            for k in (
+                "method",
+                "T",
+                "presim",
+                "levels",
+                "thresholds",
+                "source_checkpoint",
+                "dataset",
+                "model",
+            )
+        }
         _save_snn(tmp, spec, metadata)
         (tmp / "results.json").write_text(json.dumps(results, indent=1))
         label = f"{cc.method}, T={spec.num_steps}"
-        plots.plot_accuracy(tmp / "accuracy.png", results["latency_steps"],
-                            results["snn_accuracy"], results["ann_accuracy"], label)
-        plots.plot_layer_bars(tmp / "firing_rate.png", results["layers"], "firing_rate",
-                              "firing rate (spikes / neuron / step)")
-        plots.plot_layer_bars(tmp / "activation_error.png", results["layers"],
-                              "mean_abs_activation_error", "mean |ANN act - SNN rate|")
+        plots.plot_accuracy(
+            tmp / "accuracy.png",
+            results["latency_steps"],
+            results["snn_accuracy"],
+            results["ann_accuracy"],
+            label,
+        )
+        plots.plot_layer_bars(
+            tmp / "firing_rate.png",
+            results["layers"],
+            "firing_rate",
+            "firing rate (spikes / neuron / step)",
+        )
+        plots.plot_layer_bars(
+            tmp / "activation_error.png",
+            results["layers"],
+            "mean_abs_activation_error",
+            "mean |ANN act - SNN rate|",
+        )
         if "sweep" in results:
             s = results["sweep"]
-            plots.plot_sweep_heatmap(tmp / "sweep.png", s["values"], s["accuracy"],
-                                     "threshold scale" if s["kind"] == "threshold" else "v(0)/θ")
+            plots.plot_sweep_heatmap(
+                tmp / "sweep.png",
+                s["values"],
+                s["accuracy"],
+                "threshold scale" if s["kind"] == "threshold" else "v(0)/θ",
+            )
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -23,7 +23,7 @@ THRESHOLD = "threshold"
 def fold_batchnorm(params: Mapping, batch_stats: Mapping, eps: float = BN_EPSILON) -> dict:
     r"""Converts ANN params with BatchNorm into params of the BN-folded architecture.
 
-    For every ``ConvBN`` (children ``conv`` and ``bn``), with :math:`s = \sqrt{\sigma^2 + \epsilon}`:
+    For every ``ConvBN`` (``conv`` + ``bn``), with :math:`s = \sqrt{\sigma^2 + \epsilon}`:
     :math:`W' = W\,\gamma/s` (per output channel) and :math:`b' = \beta + (b - \mu)\,\gamma/s`.
     """
 
@@ -82,10 +82,15 @@ def to_snn_params(params: Mapping, thresholds: Mapping[str, jax.Array]) -> dict:
     replace a scalar λ (calibration methods).
     """
     current = extract_thresholds(params)
-    missing, unexpected = sorted(set(current) - set(thresholds)), sorted(set(thresholds) - set(current))
+    missing, unexpected = (
+        sorted(set(current) - set(thresholds)),
+        sorted(set(thresholds) - set(current)),
+    )
     if missing or unexpected:
-        raise ValueError(f"thresholds do not match the activation layers: missing {missing}, "
-                         f"unexpected {unexpected}")
+        raise ValueError(
+            f"thresholds do not match the activation layers: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
     for layer, theta in thresholds.items():
         check_threshold(layer, theta)
 
@@ -168,8 +173,10 @@ def _initial_v(mode: MembraneInit, layer: str, shape, dtype) -> jax.Array:
             return jnp.asarray(0.5, dtype)
         if mode == "zero":
             return jnp.asarray(0.0, dtype)
-        raise ValueError(f"unknown membrane init mode {mode!r}; use 'half', 'zero', a fraction, "
-                         "a {layer: array} mapping or a callable")
+        raise ValueError(
+            f"unknown membrane init mode {mode!r}; use 'half', 'zero', a fraction, "
+            "a {layer: array} mapping or a callable"
+        )
     if isinstance(mode, Mapping):
         return jnp.asarray(mode[layer], dtype) if layer in mode else jnp.asarray(0.5, dtype)
     if callable(mode):
@@ -177,8 +184,10 @@ def _initial_v(mode: MembraneInit, layer: str, shape, dtype) -> jax.Array:
     return jnp.asarray(mode, dtype)
 
 
-def validate_variables(model: nn.Module, variables: Mapping, input_shape, dtype=jnp.float32) -> None:
-    """Raises ``ValueError`` naming the first variable that does not fit ``model``'s architecture."""
+def validate_variables(
+    model: nn.Module, variables: Mapping, input_shape, dtype=jnp.float32
+) -> None:
+    """Raises ``ValueError`` naming the first variable that does not fit ``model``."""
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, dtype)))
     for collection in ("params", "batch_stats"):
         tree_lib.assert_same_structure(

@@ -27,7 +27,7 @@ ENERGY_CONSTANTS = {
     "e_ac_pj": E_AC_PJ,
     "source": "Horowitz, ISSCC 2014 (45 nm, 32-bit float): MAC 4.6 pJ, accumulate 0.9 pJ",
     "formula": "E_ANN = E_MAC*sum(MACs); E_SNN = E_MAC*sum_t MACs(analog-input layers) + "
-               "E_AC*sum_t sum_l MACs_l*density_l(t)",
+    "E_AC*sum_t sum_l MACs_l*density_l(t)",
 }
 
 
@@ -68,8 +68,9 @@ def sow_input_density(next_fun, args, kwargs, context):
     return next_fun(*args, **kwargs)
 
 
-def energy_report(macs: dict[str, int], density_sums: dict[str, float], num_steps: int,
-                  analog_layers: set[str]) -> dict:
+def energy_report(
+    macs: dict[str, int], density_sums: dict[str, float], num_steps: int, analog_layers: set[str]
+) -> dict:
     """ANN vs SNN operation counts and energy (mJ) per image.
 
     Args:
@@ -80,7 +81,9 @@ def energy_report(macs: dict[str, int], density_sums: dict[str, float], num_step
     """
     ann_macs = float(sum(macs.values()))
     snn_macs = float(sum(macs[p] * num_steps for p in analog_layers))
-    sops = float(sum(m * density_sums.get(p, 0.0) for p, m in macs.items() if p not in analog_layers))
+    sops = float(
+        sum(m * density_sums.get(p, 0.0) for p, m in macs.items() if p not in analog_layers)
+    )
     ann_mj = ann_macs * E_MAC_PJ * 1e-9
     snn_mj = (snn_macs * E_MAC_PJ + sops * E_AC_PJ) * 1e-9
     return {

@@ -1,4 +1,4 @@
-"""PNG plots for convert.py: accuracy vs timestep, per-layer firing rate and error, sweep heatmap."""
+"""PNG plots for convert.py: accuracy vs timestep, per-layer rates and errors, sweeps."""
 
 import matplotlib
 

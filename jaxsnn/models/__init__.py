@@ -33,8 +33,10 @@ ARCHITECTURES = {
 def get_model(name: str, **kwargs):
     """Builds architecture ``name`` (a key of :data:`ARCHITECTURES`) with constructor ``kwargs``."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"config.model: unknown architecture {name!r}; choose one of "
-                         f"{sorted(k for k in ARCHITECTURES if not k.startswith('_'))}")
+        raise ValueError(
+            f"config.model: unknown architecture {name!r}; choose one of "
+            f"{sorted(k for k in ARCHITECTURES if not k.startswith('_'))}"
+        )
     return ARCHITECTURES[name](**kwargs)
 
 

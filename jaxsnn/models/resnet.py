@@ -19,7 +19,7 @@ from jaxsnn.models.layers import ConvBN, ModuleDef, avg_pool, global_avg_pool
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 convs with a residual connection; activations ``act1`` (inside) and ``act2`` (after add)."""
+    """Two 3×3 convs and a residual add; activations ``act1`` (inside), ``act2`` (after add)."""
 
     features: int
     strides: int = 1

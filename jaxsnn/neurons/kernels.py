@@ -64,7 +64,7 @@ class Burst:
     r"""Burst (AdaFire / SNN-Calibration) neuron: up to ``max_spikes`` spikes per step.
 
     One step: :math:`u \leftarrow u + x/\theta + \delta`;
-    :math:`s = \mathrm{clip}(\lfloor u\rfloor, 0, M)`; :math:`u \leftarrow u - s`, where the per-step
+    :math:`s = \mathrm{clip}(\lfloor u\rfloor, 0, M)`; :math:`u \leftarrow u - s`; the per-step
     shift :math:`\delta` is ``1/(2T)`` in the calibration papers (the θ/2 of QCFS spread over T
     steps) and ``u(0) = 0``. Its T-step average equals QCFS with ``λ = Mθ`` and ``L = MT`` (I-3).
 

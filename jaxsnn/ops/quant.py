@@ -3,7 +3,7 @@ r"""Quantisation-clip-floor-shift (QCFS) activation and its straight-through flo
 QCFS (Bu et al., ICLR 2022) replaces ReLU in the ANN by
 
 .. math::
-    h(z) = \lambda\,\mathrm{clip}\!\left(\frac{\lfloor L z/\lambda + \varphi\rfloor}{L}, 0, 1\right),
+    h(z) = \lambda\,\mathrm{clip}\left(\lfloor L z/\lambda + \varphi\rfloor / L, 0, 1\right),
     \qquad \varphi = \tfrac12,
 
 whose output takes the ``L + 1`` values an integrate-and-fire neuron with threshold
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 @jax.custom_vjp
 def floor_ste(x: jax.Array) -> jax.Array:
-    r"""Floor with a straight-through gradient: forward :math:`\lfloor x\rfloor`, backward identity."""
+    r"""Straight-through floor: forward :math:`\lfloor x\rfloor`, backward identity."""
     return jnp.floor(x)
 
 
@@ -37,14 +37,14 @@ def _check_levels(levels: int) -> None:
 
 
 def _clip_unit(q: jax.Array) -> jax.Array:
-    """clip(q, 0, 1) whose gradient is 1 on the closed interval [0, 1] (PyTorch ``clamp`` semantics)."""
+    """clip(q, 0, 1) with gradient 1 on the closed interval [0, 1] (PyTorch ``clamp``)."""
     inside = (q >= 0) & (q <= 1)
     clipped = jnp.clip(q, 0, 1)
     return jnp.where(inside, q, jax.lax.stop_gradient(clipped))
 
 
 def qcfs(x: jax.Array, threshold: jax.Array, levels: int, shift: float = 0.5) -> jax.Array:
-    r"""QCFS activation :math:`\lambda\,\mathrm{clip}(\lfloor L x/\lambda + \varphi\rfloor / L, 0, 1)`.
+    r"""QCFS: :math:`\lambda\,\mathrm{clip}(\lfloor L x/\lambda + \varphi\rfloor / L, 0, 1)`.
 
     The operation order is the reference one (divide by λ, times L, add shift, floor, divide by L,
     clip, times λ), so values agree bit for bit with the PyTorch code. Gradients (spec §2.1):
@@ -66,7 +66,7 @@ def qcfs(x: jax.Array, threshold: jax.Array, levels: int, shift: float = 0.5) ->
 
 
 def qcfs_levels(x: jax.Array, threshold: jax.Array, levels: int, shift: float = 0.5) -> jax.Array:
-    """Integer level ``k = clip(floor(L·x/λ + shift), 0, L)`` of each entry (output is ``k·λ/L``)."""
+    """Integer level ``k = clip(floor(L·x/λ + shift), 0, L)`` (output ``k·λ/L``)."""
     _check_levels(levels)
     threshold = jnp.asarray(threshold, x.dtype)
     k = jnp.floor(x / threshold * levels + jnp.asarray(shift, x.dtype))

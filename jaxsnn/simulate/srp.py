@@ -65,8 +65,9 @@ def simulate_srp(
         raise ValueError("simulate_srp needs an SNN built with masked=True")
     pre = None
     if presim > 0:
-        pre = simulate(model, params, membrane, images, num_steps=presim, stats=stats,
-                       unroll=unroll)
+        pre = simulate(
+            model, params, membrane, images, num_steps=presim, stats=stats, unroll=unroll
+        )
         membrane = srp_reset(pre.membrane)
     sim = simulate(model, params, membrane, images, num_steps=num_steps, stats=stats, unroll=unroll)
     return SRPOutput(pre, sim)

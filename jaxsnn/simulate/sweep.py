@@ -17,8 +17,9 @@ def sweep_threshold_scales(
     """Cumulative readouts ``[K, T, B, classes]`` for θ·scales[k], k < K, in one vmapped call."""
 
     def one(scale):
-        return simulate(model, scale_thresholds(params, scale), membrane, images,
-                        num_steps=num_steps).cumulative
+        return simulate(
+            model, scale_thresholds(params, scale), membrane, images, num_steps=num_steps
+        ).cumulative
 
     return jax.vmap(one)(scales)
 
