@@ -134,11 +134,21 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
 def data_block(config: ml_collections.ConfigDict, *, dataset: str, augment: str | None = None):
     """Dataset fields read by :mod:`jaxsnn.data` (``augment=None``: the dataset default)."""
     config.dataset = dataset
-    config.data_dir = None  # TFDS data_dir with array_record data (None: TFDS default).
-    config.idx_dir = None  # MNIST-format IDX directory (None: /usr/share/datasets/fashion-mnist).
-    config.augment = augment  # 'none' | 'crop_flip' | 'crop_flip_cutout' | 'autoaugment_cutout'
-    config.cutout = None  # Cutout hole size (None: the dataset default).
-    config.image_size = None  # ImageNet crop size (None: 224).
+    config.data_dir = ml_collections.config_dict.placeholder(
+        str
+    )  # TFDS data_dir with array_record data (None: TFDS default).
+    config.idx_dir = ml_collections.config_dict.placeholder(
+        str
+    )  # MNIST-format IDX directory (None: /usr/share/datasets/fashion-mnist).
+    config.augment = augment or ml_collections.config_dict.placeholder(
+        str
+    )  # 'none' | 'crop_flip' | 'crop_flip_cutout' | 'autoaugment_cutout'
+    config.cutout = ml_collections.config_dict.placeholder(
+        int
+    )  # Cutout hole size (None: the dataset default).
+    config.image_size = ml_collections.config_dict.placeholder(
+        int
+    )  # ImageNet crop size (None: 224).
     config.data_workers = 2
     config.data_prefetch = 2
 
