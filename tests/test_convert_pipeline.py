@@ -3,11 +3,11 @@
 import importlib
 import json
 import pathlib
-import struct
 import sys
 
 import numpy as np
 import pytest
+from idx_files import make_idx_dir
 
 from jaxsnn.convert import pipeline
 from jaxsnn.train import loop
@@ -18,25 +18,10 @@ if str(ROOT) not in sys.path:
 tiny = importlib.import_module("configs.tiny")
 
 
-def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
-    with path.open("wb") as f:
-        f.write(bytes([0, 0, 0x08, array.ndim]))
-        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny QCFS CNN trained for a few steps on generated 8×8 IDX data."""
-    idx = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(1)
-    for prefix, n in (("train", 48), ("t10k", 20)):
-        labels = rng.integers(0, 10, n)
-        _write_idx(
-            idx / f"{prefix}-images-idx3-ubyte",
-            rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None],
-        )
-        _write_idx(idx / f"{prefix}-labels-idx1-ubyte", labels)
+    idx = make_idx_dir(tmp_path_factory.mktemp("idx"), 48, 20, seed=1)
     config = tiny.get_config(f"idx_dir={idx},steps=4")
     config.data_dir = str(tmp_path_factory.mktemp("tfds"))
     workdir = tmp_path_factory.mktemp("run")

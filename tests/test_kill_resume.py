@@ -4,7 +4,6 @@ import os
 import pathlib
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -13,15 +12,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from idx_files import make_idx_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _write_idx(path, array):
-    with open(path, "wb") as f:
-        f.write(bytes([0, 0, 0x08, array.ndim]))
-        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
 
 
 def _command(idx, data_dir, workdir):
@@ -56,16 +49,7 @@ def _params(workdir):
 
 @pytest.mark.slow
 def test_sigkill_at_random_step_then_resume_is_bit_identical(tmp_path):
-    idx = tmp_path / "idx"
-    idx.mkdir()
-    rng = np.random.default_rng(3)
-    for prefix, n in (("train", 48), ("t10k", 16)):
-        labels = rng.integers(0, 10, n)
-        _write_idx(
-            idx / f"{prefix}-images-idx3-ubyte",
-            rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None],
-        )
-        _write_idx(idx / f"{prefix}-labels-idx1-ubyte", labels)
+    idx = make_idx_dir(tmp_path / "idx", 48, 16, seed=3)
     data_dir = tmp_path / "tfds"
     _train(_command(idx, data_dir, tmp_path / "straight"))
 

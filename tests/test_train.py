@@ -2,7 +2,6 @@
 
 import importlib
 import pathlib
-import struct
 import sys
 
 import jax
@@ -13,6 +12,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
+from idx_files import make_idx_dir
 
 from jaxsnn import data, models
 from jaxsnn.train import checkpoint, loop, steps
@@ -26,25 +26,10 @@ tiny = importlib.import_module("configs.tiny")
 N_TRAIN, N_TEST, BATCH = 48, 20, 8  # 6 steps per epoch; the last test batch is padded.
 
 
-def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
-    """Writes a uint8 array in IDX format (magic 0x00 0x00 0x08 ndim, big-endian sizes)."""
-    with path.open("wb") as f:
-        f.write(bytes([0, 0, 0x08, array.ndim]))
-        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory) -> pathlib.Path:
     """Four tiny 8×8 IDX files whose class is readable from the brightness."""
-    directory = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 40, (n, 8, 8)) + 20 * labels[:, None, None]
-        _write_idx(directory / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(directory / f"{prefix}-labels-idx1-ubyte", labels)
-    return directory
+    return make_idx_dir(tmp_path_factory.mktemp("idx"), N_TRAIN, N_TEST, seed=0)
 
 
 @pytest.fixture(scope="module")
