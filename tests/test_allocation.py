@@ -103,6 +103,17 @@ def test_both_roles_against_brute_force(tables, ratio, data):
         budget,
         lambda: [ratios.index(r) for r in allocate_ratios(sens, energy, ratios, ratio=ratio)[0]],
     )
+    # SSC under a spike budget: cost = energy, value = sensitivity, budget ratio·Σ E[r = 1].
+    budget = ratio * energy[:, 0].sum()
+    _check_against_brute_force(
+        energy,
+        sens,
+        budget,
+        lambda: [
+            ratios.index(r)
+            for r in allocate_ratios(sens, energy, ratios, ratio=ratio, budget_kind="spikes")[0]
+        ],
+    )
 
 
 def test_desired_cap_looked_up_by_value():
@@ -125,6 +136,23 @@ def test_empty_frontier_raises_and_ssc_order_flag():
     fixed, _ = allocate_ratios(sens, energy, ratios, ratio=1.0)
     released, _ = allocate_ratios(sens, energy, ratios, ratio=1.0, released_order=True)
     assert fixed == [3.0, 1.0] and released == [1.0, 3.0]
+
+
+def test_ssc_budget_kinds():
+    """The released sensitivity budget is infeasible when no ratio lowers the error; a spike
+    budget then still compresses the layer whose spikes are cheapest in sensitivity."""
+    ratios = [1.0, 2.0, 4.0]
+    base = 0.3  # every S[r = 1][i] is the unchanged network's error
+    sens = np.asarray([[base, 0.4, 0.9], [base, 2.0, 5.0]])
+    energy = np.asarray([[100.0, 60.0, 30.0], [100.0, 50.0, 25.0]])
+    with pytest.raises(ValueError, match="budget"):
+        allocate_ratios(sens, energy, ratios, ratio=0.95)
+    chosen, budget = allocate_ratios(sens, energy, ratios, ratio=0.7, budget_kind="spikes")
+    assert budget == pytest.approx(140.0)
+    # [4, 1]: 30 + 100 = 130 ≤ 140 spikes at Σ S = 1.2; [2, 1] costs 160 > 140, [2, 2] Σ S 2.4.
+    assert chosen == [4.0, 1.0]
+    with pytest.raises(ValueError, match="ssc_budget"):
+        allocate_ratios(sens, energy, ratios, ratio=0.7, budget_kind="energy")
 
 
 def test_symmetric_kl():

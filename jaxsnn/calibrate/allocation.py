@@ -20,9 +20,11 @@ equals brute-force ``argmin Σ value s.t. Σ cost ≤ budget`` (I-11).
 - AdaFire caps: cost = E, value = S, budget ``ratio · Σ_i E[M_d][i]``. Fix of §6.3's BUG: the
   desired cap ``M_d`` is looked up **by value** in the candidate list (the reference indexes
   ``M_d − 1``, wrong when ``minspike ≠ 1``).
-- SSC ratios: roles swapped (cost = S, value = E), budget ``ratio · Σ_i S[r = 1][i]``. Fix of §6.4's
-  BUG: the backtracked choice list is reversed into layer order; ``released_order=True``
-  reproduces the reference (unreversed) assignment.
+- SSC ratios, released budget: roles swapped (cost = S, value = E), budget
+  ``ratio · Σ_i S[r = 1][i]``; or (our default, ``budget_kind='spikes'``) a spike budget:
+  cost = E, value = S, budget ``ratio · Σ_i E[r = 1][i]``. Fix of §6.4's BUG: the backtracked
+  choice list is reversed into layer order; ``released_order=True`` reproduces the reference
+  (unreversed) assignment.
 - An empty frontier (no assignment within the budget) raises a ``ValueError`` (the reference
   crashes with an index error). Only the symmetric-KL metric is ported (the reference's
   'accuracy' metric allows negative costs, for which the pruning is not exact).
@@ -183,9 +185,21 @@ def allocate_caps(
 
 
 def allocate_ratios(
-    sensitivity, energy, ratios: Sequence[float], *, ratio: float, released_order: bool = False
+    sensitivity,
+    energy,
+    ratios: Sequence[float],
+    *,
+    ratio: float,
+    released_order: bool = False,
+    budget_kind: str = "sensitivity",
 ) -> tuple[list[float], float]:
-    """SSC: per-layer θ ratios minimising Σ E with Σ S ≤ ratio·Σ_i S[r = 1][i].
+    """SSC: per-layer θ ratios under a budget; returns (ratios per layer, budget).
+
+    - ``budget_kind='sensitivity'`` (released code): minimise Σ E with Σ S ≤ ratio·Σ_i S[1][i].
+      Every ``S[r = 1][i]`` is the unchanged network's error, so this budget is feasible only if
+      raising some layer's threshold *lowers* the error (or ``ratio ≥ 1``).
+    - ``budget_kind='spikes'`` (a spike budget, e.g. "0.7× the spikes"): minimise Σ S with
+      Σ E ≤ ratio·Σ_i E[1][i], the additive per-layer spike model of the sensitivity tables.
 
     ``released_order=True`` applies the backtracked list unreversed, as the released code does
     (layer i gets the choice of layer L−1−i).
@@ -193,8 +207,15 @@ def allocate_ratios(
     ratios = list(ratios)
     if 1.0 not in ratios:
         raise ValueError(f"the SSC ratios must contain 1.0, got {ratios}")
-    budget = float(ratio * np.sum(np.asarray(sensitivity)[:, ratios.index(1.0)]))
-    choice = frontier_search(sensitivity, energy, budget)
+    one = ratios.index(1.0)
+    if budget_kind == "sensitivity":
+        budget = float(ratio * np.sum(np.asarray(sensitivity)[:, one]))
+        choice = frontier_search(sensitivity, energy, budget)
+    elif budget_kind == "spikes":
+        budget = float(ratio * np.sum(np.asarray(energy)[:, one]))
+        choice = frontier_search(energy, sensitivity, budget)
+    else:
+        raise ValueError(f"ssc_budget must be 'spikes' or 'sensitivity', got {budget_kind!r}")
     if released_order:
         choice = choice[::-1]
     return [float(ratios[k]) for k in choice], budget

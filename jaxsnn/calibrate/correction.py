@@ -29,22 +29,30 @@ import optax
 from flax import linen as nn
 
 from jaxsnn.calibrate.snn import (
+    CAP,
     THRESHOLD,
     broadcast_channels,
     initial_membrane,
     layer_leaves,
+    layer_rates,
     producer_of,
     replace_leaves,
-    run_snn,
-    spike_rates,
 )
 from jaxsnn.convert import tree as tree_lib
 from jaxsnn.ops import floor_ste
 
 
-def _measure(snn_model, params, u0, images, num_steps) -> dict[str, jax.Array]:
-    _, membrane = run_snn(snn_model, params, u0, images, num_steps)
-    return spike_rates(params, membrane, num_steps)
+def _rate_gap(
+    snn_model, params, u0, images, ann_acts, layer, num_steps, *, per_channel
+) -> jax.Array:
+    r""":math:`\bar A - \bar S` of ``layer`` under the current SNN (one T-step run from ``u0``).
+
+    Means per channel over all axes but the last (``per_channel``), else over the batch axis only
+    (one value per neuron position).
+    """
+    rates = layer_rates(snn_model, params, u0, images, num_steps)[layer]
+    axes = tuple(range(rates.ndim - 1)) if per_channel else (0,)
+    return jnp.mean(ann_acts[layer], axis=axes) - jnp.mean(rates, axis=axes)
 
 
 def bias_calibration(
@@ -57,14 +65,16 @@ def bias_calibration(
     layers: Sequence[str],
     num_steps: int,
 ) -> dict:
-    """Converts SNN params into bias-corrected params (sequential, on one batch)."""
+    r"""Converts SNN params into bias-corrected params (sequential, on one batch).
+
+    Per layer: :math:`b \leftarrow b - (\bar S - \bar A) = b + (\bar A - \bar S)`, means per
+    channel, on the bias of the layer's producer.
+    """
     for layer in layers:
-        rates = _measure(snn_model, params, u0, images, num_steps)
-        axes = tuple(range(rates[layer].ndim - 1))
-        delta = jnp.mean(rates[layer], axis=axes) - jnp.mean(ann_acts[layer], axis=axes)
+        gap = _rate_gap(snn_model, params, u0, images, ann_acts, layer, num_steps, per_channel=True)
         bias_path = producer_of(layer, params) + "/bias"
         bias = tree_lib.flatten(params)[bias_path]
-        params = replace_leaves(params, {bias_path: bias - delta.astype(bias.dtype)})
+        params = replace_leaves(params, {bias_path: bias + gap.astype(bias.dtype)})
     return params
 
 
@@ -79,17 +89,18 @@ def potential_calibration(
     num_steps: int,
     per_channel: bool = False,
 ) -> dict[str, jax.Array]:
-    """Converts initial potentials ``{layer: u0}`` into calibrated ones (threshold units).
+    r"""Converts initial potentials ``{layer: u0}`` into calibrated ones (threshold units).
 
-    Returns a new mapping whose calibrated entries have shape ``[H, W, C]`` (per neuron position)
-    or ``[C]`` (``per_channel``); they broadcast over any batch size.
+    Per layer: :math:`u_0 \mathrel{+}= T(\bar A - \bar S)/\theta`, means over the batch axis
+    (or per channel). Returns a new mapping whose calibrated entries have shape ``[H, W, C]``
+    (per neuron position) or ``[C]`` (``per_channel``); they broadcast over any batch size.
     """
     u0 = {layer: jnp.asarray(u0[layer], images.dtype) for layer in u0}
     thresholds = layer_leaves(params, THRESHOLD)
     for layer in layers:
-        rates = _measure(snn_model, params, u0, images, num_steps)
-        axes = tuple(range(rates[layer].ndim - 1)) if per_channel else (0,)
-        gap = jnp.mean(ann_acts[layer], axis=axes) - jnp.mean(rates[layer], axis=axes)
+        gap = _rate_gap(
+            snn_model, params, u0, images, ann_acts, layer, num_steps, per_channel=per_channel
+        )
         theta = broadcast_channels(thresholds[layer], gap.ndim).astype(gap.dtype)
         u0[layer] = u0[layer] + num_steps * gap / theta
     return u0
@@ -237,7 +248,7 @@ def weight_calibration(
             residual,
             target,
             flat[f"{layer}/{THRESHOLD}"],
-            flat[f"{layer}/max_spikes"],
+            flat[f"{layer}/{CAP}"],
             num_steps=num_steps,
             iters=iters,
             batch_size=batch_size,

@@ -22,7 +22,8 @@ Options (all optional; defaults in :data:`DEFAULTS`): ``threshold_mode`` ('max' 
 ``channel_wise`` (default True, False for icsnn), ``threshold_batches``, ``threshold_momentum``,
 ``max_spikes`` (global cap, or the desired M_d of the search; default 1, 4 for burst/ssc),
 ``search``, ``min_spikes``, ``initial_spikes`` (M₀), ``desired_spikes`` (default ``max_spikes``),
-``spike_budget_ratio``, ``ssc_ratios``, ``threshold_ratio``, ``ssc_released_order``, ``calib``
+``spike_budget_ratio``, ``ssc_ratios``, ``ssc_budget`` ('spikes' | 'sensitivity'),
+``ssc_spike_ratio``, ``threshold_ratio``, ``ssc_released_order``, ``calib``
 ('light' | 'none', burst/ssc), ``final_bias_calibration``, ``sensitivity_chunk``,
 ``weight_calib_iters`` / ``_samples`` / ``_batch`` / ``_lr``, ``advanced_correction``,
 ``icsnn_init`` ('a1' | 'a2'), ``icsnn_per_channel``, ``icsnn_thresholds`` ('ann' | 'data'),
@@ -33,8 +34,12 @@ Deviations from the released code (each documented where it is implemented): BUR
 'none' threshold mode crashes, the port uses 'max' (``calib_max``); ``calib_advanced`` is CAL's
 potential calibration (BURST's CIFAR "advanced" only re-runs bias calibration, and its ImageNet
 path imports a missing weight calibration); dead channels get safe thresholds (``thresholds.py``);
-the desired cap is looked up by value, the SSC ratios are applied in layer order
-(``ssc_released_order=True`` restores the released order) and an empty frontier raises
+the desired cap is looked up by value; SSC's default budget is a spike budget
+(``ssc_budget='spikes'``: min Σ sensitivity s.t. Σ spikes ≤ ``ssc_spike_ratio`` (0.7) × the
+spikes at r = 1), because the released sensitivity budget (``ssc_budget='sensitivity'``,
+``threshold_ratio`` 0.95 × Σ_i S[r=1][i]) is infeasible unless raising a threshold lowers the
+error — every S[r=1][i] equals the unchanged network's error; the SSC ratios are applied in
+layer order (``ssc_released_order=True`` restores the released order) and an empty frontier raises
 (``allocation.py``); BURST's per-step IAT output is provided by the simulator (``iat.py``).
 
 The ANN is BN-folded here; calibration batches are dicts with ``'image'`` (and ``'label'`` for
@@ -58,10 +63,10 @@ from jaxsnn.calibrate.snn import (
     initial_membrane,
     layer_leaves,
     make_burst_snn,
+    simulate_from,
 )
 from jaxsnn.calibrate.thresholds import determine_thresholds
-from jaxsnn.convert import fold_batchnorm, init_membrane
-from jaxsnn.simulate import simulate
+from jaxsnn.convert import fold_batchnorm
 
 METHODS = ("calib_max", "calib_mse", "calib_light", "calib_advanced", "burst", "ssc", "icsnn")
 BURST_METHODS = ("burst", "ssc")
@@ -78,6 +83,8 @@ DEFAULTS = {
     "desired_spikes": None,
     "spike_budget_ratio": 0.95,
     "ssc_ratios": allocation.SSC_RATIOS,
+    "ssc_budget": "spikes",
+    "ssc_spike_ratio": 0.7,
     "threshold_ratio": 0.95,
     "ssc_released_order": False,
     "calib": "light",
@@ -145,6 +152,14 @@ def _validate(opts: dict, name: str) -> None:
                 f"desired_spikes (default: max_spikes) = {want} must lie in "
                 f"[min_spikes, initial_spikes] = [{lo}, {hi}]"
             )
+    if opts["ssc_budget"] not in ("spikes", "sensitivity"):
+        raise ValueError(
+            f"ssc_budget: must be 'spikes' or 'sensitivity', got {opts['ssc_budget']!r}"
+        )
+    for key in ("ssc_spike_ratio", "threshold_ratio", "spike_budget_ratio"):
+        value = opts[key]
+        if not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{key}: must be a positive number, got {value!r}")
     if 1.0 not in [float(r) for r in opts["ssc_ratios"]]:
         raise ValueError(f"ssc_ratios: must contain 1.0, got {list(opts['ssc_ratios'])}")
 
@@ -180,24 +195,39 @@ def _thresholds(setup: _Setup, opts: dict, caps) -> dict:
     )
 
 
+def _snn_params(setup: _Setup, opts: dict, model, caps) -> dict:
+    """SNN params with the data-driven thresholds for ``caps`` (BN-folded ANN weights)."""
+    thresholds = _thresholds(setup, opts, caps)
+    return build_snn_params(model, setup.folded, thresholds, caps, setup.images[0].shape)
+
+
+def _sensitivities(setup: _Setup, opts: dict, model, params, u0, kind, candidates, **kw):
+    """Sensitivity and energy tables ``[L, C]`` on the first calibration batch, runs from ``u0``.
+
+    ``kind``/``candidates``/``kw``: as :func:`~jaxsnn.calibrate.allocation.sensitivity_tables`
+    (``'cap'`` with ``base_cap`` M₀, or ``'ratio'``).
+    """
+    images = setup.images[0]
+    return allocation.sensitivity_tables(
+        model,
+        params,
+        initial_membrane(model, images, u0),
+        images,
+        setup.ann_logits,
+        layers=setup.layers,
+        num_steps=setup.num_steps,
+        kind=kind,
+        candidates=candidates,
+        chunk=opts["sensitivity_chunk"],
+        **kw,
+    )
+
+
 def _search_caps(setup: _Setup, opts: dict, model, params, u0, fields) -> dict:
     """AdaFire: sensitivity analysis + frontier search → ``{layer: M}`` (spec §6.3)."""
     m0, lo = int(opts["initial_spikes"]), int(opts["min_spikes"])
     candidates = list(range(lo, m0 + 1))
-    membrane = initial_membrane(model, setup.images[0], u0)
-    sens, energy = allocation.sensitivity_tables(
-        model,
-        params,
-        membrane,
-        setup.images[0],
-        setup.ann_logits,
-        layers=setup.layers,
-        num_steps=setup.num_steps,
-        kind="cap",
-        candidates=candidates,
-        base_cap=m0,
-        chunk=opts["sensitivity_chunk"],
-    )
+    sens, energy = _sensitivities(setup, opts, model, params, u0, "cap", candidates, base_cap=m0)
     chosen, budget = allocation.allocate_caps(
         sens,
         energy,
@@ -217,29 +247,22 @@ def _search_caps(setup: _Setup, opts: dict, model, params, u0, fields) -> dict:
 def _ssc(setup: _Setup, opts: dict, model, params, u0, fields) -> dict:
     """SSC: per-layer threshold ratios (spec §6.4); returns the rescaled params."""
     ratios = [float(r) for r in opts["ssc_ratios"]]
-    membrane = initial_membrane(model, setup.images[0], u0)
-    sens, energy = allocation.sensitivity_tables(
-        model,
-        params,
-        membrane,
-        setup.images[0],
-        setup.ann_logits,
-        layers=setup.layers,
-        num_steps=setup.num_steps,
-        kind="ratio",
-        candidates=ratios,
-        chunk=opts["sensitivity_chunk"],
-    )
+    sens, energy = _sensitivities(setup, opts, model, params, u0, "ratio", ratios)
+    kind = opts["ssc_budget"]
     chosen, budget = allocation.allocate_ratios(
         sens,
         energy,
         ratios,
-        ratio=opts["threshold_ratio"],
+        ratio=opts["ssc_spike_ratio"] if kind == "spikes" else opts["threshold_ratio"],
         released_order=opts["ssc_released_order"],
+        budget_kind=kind,
     )
     fields.update(
         ssc_ratios=_layer_dict(setup.layers, chosen, float),
+        ssc_budget_kind=kind,
         ssc_budget=budget,
+        ssc_spikes_at_ratio_1=float(np.sum(energy[:, ratios.index(1.0)])),
+        ssc_spikes_chosen=float(sum(energy[i, ratios.index(r)] for i, r in enumerate(chosen))),
         ssc_released_order=bool(opts["ssc_released_order"]),
         ssc_sensitivity=sens.tolist(),
         ssc_energy=energy.tolist(),
@@ -277,8 +300,7 @@ def _burst_family(name: str, setup: _Setup, opts: dict, key) -> Calibrated:
     caps = _layer_dict(
         layers, [opts["initial_spikes"] if search else opts["max_spikes"]] * len(layers), int
     )
-    thresholds = _thresholds(setup, opts, caps)
-    params = build_snn_params(model, setup.folded, thresholds, caps, images.shape)
+    params = _snn_params(setup, opts, model, caps)
     u0 = {layer: 0.0 for layer in layers}
     fields = {
         "threshold_mode": opts["threshold_mode"],
@@ -287,15 +309,16 @@ def _burst_family(name: str, setup: _Setup, opts: dict, key) -> Calibrated:
         "search": search,
     }
     sequential = {"layers": layers, "num_steps": T}
+
+    def bias_calibrated(params):  # sequential bias calibration on the first batch, from u0
+        return correction.bias_calibration(model, params, u0, images, setup.ann_acts, **sequential)
+
     if search:
         caps = _search_caps(setup, opts, model, params, u0, fields)
-        thresholds = _thresholds(setup, opts, caps)
-        params = build_snn_params(model, setup.folded, thresholds, caps, images.shape)
+        params = _snn_params(setup, opts, model, caps)
     light = name == "calib_light" or (name in BURST_METHODS and opts["calib"] == "light")
     if light:
-        params = correction.bias_calibration(
-            model, params, u0, images, setup.ann_acts, **sequential
-        )
+        params = bias_calibrated(params)
     if name == "calib_advanced":
         if int(opts["weight_calib_iters"]) > 0:
             params = _weight_calibration(setup, opts, model, params, u0, key)
@@ -304,9 +327,7 @@ def _burst_family(name: str, setup: _Setup, opts: dict, key) -> Calibrated:
                 model, params, u0, images, setup.ann_acts, **sequential
             )
         elif opts["advanced_correction"] == "bias":
-            params = correction.bias_calibration(
-                model, params, u0, images, setup.ann_acts, **sequential
-            )
+            params = bias_calibrated(params)
         else:
             raise ValueError(
                 "advanced_correction must be 'potential' or 'bias', got "
@@ -316,9 +337,7 @@ def _burst_family(name: str, setup: _Setup, opts: dict, key) -> Calibrated:
         params = _ssc(setup, opts, model, params, u0, fields)
     if name in BURST_METHODS and opts["final_bias_calibration"]:
         # The released pipeline re-runs bias calibration unconditionally (spec §6.2 step 9).
-        params = correction.bias_calibration(
-            model, params, u0, images, setup.ann_acts, **sequential
-        )
+        params = bias_calibrated(params)
     potential = name == "calib_advanced" and opts["advanced_correction"] == "potential"
     membrane_init = {k: np.asarray(v) for k, v in u0.items()} if potential else "zero"
     fields.update(
@@ -367,9 +386,8 @@ def _fit_iat(result: Calibrated, batches: Sequence[Mapping], opts: dict, num_ste
         if not isinstance(batch, Mapping) or "label" not in batch:
             raise ValueError("iat: the calibration batches need labels ({'image', 'label'})")
         images = jnp.asarray(batch["image"])
-        membrane = init_membrane(result.model, images.shape, result.membrane_init, images.dtype)
-        cum = simulate(
-            result.model, result.params, membrane, images, num_steps=num_steps
+        cum = simulate_from(
+            result.model, result.params, result.membrane_init, images, num_steps
         ).cumulative
         mask = batch.get("mask")
         s, n = iat.iat_statistics(

@@ -27,7 +27,7 @@ from flax import linen as nn
 
 from jaxsnn.convert import init_membrane
 from jaxsnn.convert import tree as tree_lib
-from jaxsnn.simulate import simulate
+from jaxsnn.simulate import SimOutput, simulate
 
 THRESHOLD, CAP = "threshold", "max_spikes"
 
@@ -220,13 +220,38 @@ def spike_rates(params: Mapping, membrane: Mapping, num_steps: int) -> dict[str,
     }
 
 
-def initial_membrane(snn_model: nn.Module, images: jax.Array, u0: Mapping) -> dict:
-    """The ``'membrane'`` collection with ``v = u0[layer]`` (broadcast) and zero counts."""
-    return init_membrane(snn_model, images.shape, dict(u0), images.dtype)
+def initial_membrane(snn_model: nn.Module, images: jax.Array, u0: Mapping | str) -> dict:
+    """The ``'membrane'`` collection with ``v = u0[layer]`` (broadcast) and zero counts.
+
+    ``u0`` is a ``{layer: u0}`` mapping (threshold units) or a mode of
+    :func:`jaxsnn.convert.init_membrane` (``'zero'``, ``'half'``), as in ``Calibrated``.
+    """
+    mode = u0 if isinstance(u0, str) else dict(u0)
+    return init_membrane(snn_model, images.shape, mode, images.dtype)
+
+
+def simulate_from(
+    snn_model: nn.Module, params: Mapping, u0: Mapping | str, images: jax.Array, num_steps: int
+) -> SimOutput:
+    """Simulates T steps from :func:`initial_membrane` ``(u0)``; the full :class:`SimOutput`."""
+    membrane = initial_membrane(snn_model, images, u0)
+    return simulate(snn_model, params, membrane, images, num_steps=num_steps)
 
 
 def run_snn(snn_model: nn.Module, params: Mapping, u0: Mapping, images: jax.Array, num_steps: int):
     """Simulates T steps; returns ``(mean logits [B, K], final membrane)``."""
-    membrane = initial_membrane(snn_model, images, u0)
-    out = simulate(snn_model, params, membrane, images, num_steps=num_steps)
+    out = simulate_from(snn_model, params, u0, images, num_steps)
     return out.cumulative[-1] / num_steps, out.membrane
+
+
+def layer_rates(
+    snn_model: nn.Module, params: Mapping, u0: Mapping, images: jax.Array, num_steps: int
+) -> dict[str, jax.Array]:
+    r"""Simulates T steps from ``u0`` and returns every spiking layer's time-averaged output.
+
+    :math:`S^l = \theta^l N^l(T)/T` per neuron (shape of the layer's output), from the tracked
+    spike counts (:func:`spike_rates`): the quantity the layer-sequential corrections compare with
+    the ANN output.
+    """
+    out = simulate_from(snn_model, params, u0, images, num_steps)
+    return spike_rates(params, out.membrane, num_steps)
