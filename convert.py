@@ -34,7 +34,9 @@ def main(argv):
     try:
         pipeline.convert_and_evaluate(config, _WORKDIR.value)
     except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        logging.debug("traceback (shown with --verbosity=1)", exc_info=True)
+        text = " / ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {text}", file=sys.stderr)  # Always one line.
         sys.exit(2)
 
 

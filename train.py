@@ -34,9 +34,10 @@ def main(argv):
     logging.info("process %d of %d", jax.process_index(), jax.process_count())
     try:
         metrics = loop.train_and_evaluate(config, _WORKDIR.value)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:  # One line, exit 2.
         logging.debug("traceback (shown with --verbosity=1)", exc_info=True)
-        print(f"error: {err}", file=sys.stderr)
+        text = " / ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {text}", file=sys.stderr)  # Always one line.
         sys.exit(2)
     print(" ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
 

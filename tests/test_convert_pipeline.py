@@ -1,32 +1,13 @@
-"""convert.py's engine end to end on tiny IDX data: results schema, outputs, methods, bad input."""
+"""convert.py's engine end to end on tiny IDX data: results schema, outputs, methods, reload.
 
-import importlib
+Bad inputs (config, checkpoints, .pth files) are in ``test_bad_inputs.py``."""
+
 import json
 import pathlib
-import sys
 
 import numpy as np
-import pytest
-from idx_files import make_idx_dir
 
 from jaxsnn.convert import pipeline
-from jaxsnn.train import loop
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-tiny = importlib.import_module("configs.tiny")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny QCFS CNN trained for a few steps on generated 8×8 IDX data."""
-    idx = make_idx_dir(tmp_path_factory.mktemp("idx"), 48, 20, seed=1)
-    config = tiny.get_config(f"idx_dir={idx},steps=4")
-    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
-    workdir = tmp_path_factory.mktemp("run")
-    loop.train_and_evaluate(config, workdir)
-    return config, workdir
 
 
 def _convert(config, workdir, **overrides):
@@ -79,37 +60,6 @@ def test_calibration_method_runs_through_the_same_schema(trained):
     config.convert.calib_batch_size = 8
     results = _convert(config, workdir, method="calib_light", T=4)
     assert len(results["snn_accuracy"]) == 4 and results["method_fields"]
-
-
-@pytest.mark.parametrize(
-    "overrides,match",
-    [
-        ({"T": 0}, "config.convert.T"),
-        ({"presim": -1, "method": "srp"}, "config.convert.presim"),
-        ({"method": "magic"}, "config.convert.method"),
-    ],
-)
-def test_bad_convert_config_writes_nothing(trained, overrides, match, tmp_path):
-    config, workdir = trained
-    before = sorted(p.name for p in pathlib.Path(workdir).iterdir())
-    with pytest.raises(ValueError, match=match):
-        _convert(config, workdir, **overrides)
-    assert sorted(p.name for p in pathlib.Path(workdir).iterdir()) == before
-
-
-def test_missing_checkpoint(trained, tmp_path):
-    config, _ = trained
-    with pytest.raises(FileNotFoundError, match="run train.py"):
-        _convert(config, tmp_path, method="qcfs")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_checkpoint_of_another_architecture(trained):
-    config, workdir = trained
-    config = config.copy_and_resolve_references()
-    config.model = "_VGGTiny"
-    with pytest.raises(ValueError, match="cannot be loaded as config.model='_VGGTiny'"):
-        _convert(config, workdir, method="qcfs")
 
 
 def test_saved_snn_reloads_and_resimulates(trained):

@@ -390,11 +390,6 @@ def test_imagenet_crops_have_requested_size():
 # Errors ----------------------------------------------------------------------------------
 
 
-def test_unknown_dataset():
-    with pytest.raises(ValueError, match=r"config\.dataset: unknown dataset 'xyz'"):
-        jaxsnn.data.get_dataset_info(ml_collections.ConfigDict({"dataset": "xyz"}))
-
-
 def test_unknown_augment(idx_data):
     config, _ = idx_data
     with pytest.raises(ValueError, match=r"config\.augment"):

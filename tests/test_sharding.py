@@ -1,9 +1,8 @@
-"""Data parallelism: the 2-device step matches the 1-device step; batch-size checks."""
+"""Data parallelism: the 2-device step matches the 1-device step."""
 
 import jax
 import ml_collections
 import numpy as np
-import pytest
 
 from jaxsnn import models
 from jaxsnn.train import sharding
@@ -54,15 +53,6 @@ def test_two_devices_match_one_device(key):
     np.testing.assert_allclose(losses2, losses1, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                  params2, params1)  # fmt: skip
-
-
-def test_batch_size_must_divide_device_count():
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(8, mesh)
-    with pytest.raises(
-        ValueError, match=r"config.batch_size=3: must be divisible by the 2 devices"
-    ):
-        sharding.check_batch_size(3, mesh)
 
 
 def test_no_distributed_init_without_request(monkeypatch):

@@ -144,16 +144,3 @@ def test_srp_masks_are_taken_after_presim_and_membrane_restarts(tiny):
     for layer, s in out.sim.stats.items():  # masked neurons still fire, but emit nothing
         if "spikes" in s:
             assert bool(jnp.all(s["spikes"] <= s["fires"]))
-
-
-@pytest.mark.parametrize("bad", [0, -1, 2.0])
-def test_bad_num_steps(tiny, bad):
-    _, _, snn, params, x = tiny
-    with pytest.raises(ValueError, match="num_steps"):
-        simulate(snn, params, convert.init_membrane(snn, x.shape), x, num_steps=bad)
-
-
-def test_bad_presim(tiny):
-    ann, _, _, params, x = tiny
-    with pytest.raises(ValueError, match="presim"):
-        simulate_srp(convert.make_snn_model(ann, masked=True), params, x, presim=-1, num_steps=2)

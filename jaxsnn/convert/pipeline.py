@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 from jaxsnn import data, metrics
@@ -72,7 +73,33 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> ml_collections
             f"config.convert.sweep.kind: must be 'threshold' or 'potential', "
             f"got {sweep.get('kind')!r}"
         )
+    _checkpoint_request(cc)
+    if cc.get("torch_checkpoint"):
+        from jaxsnn.convert.torch_import import ARCHITECTURES
+
+        if cc.get("torch_architecture") not in ARCHITECTURES:
+            raise ValueError(
+                f"config.convert.torch_architecture: must be one of {sorted(ARCHITECTURES)} "
+                f"with config.convert.torch_checkpoint, got {cc.get('torch_architecture')!r}"
+            )
+    levels = config.get("levels")
+    if not isinstance(levels, int) or isinstance(levels, bool) or levels <= 0:
+        raise ValueError(f"config.levels: L must be a positive integer, got {levels!r}")
     return cc
+
+
+def _checkpoint_request(cc) -> str | int:
+    """``config.convert.checkpoint`` as ``'best'``, ``'latest'`` or a step number."""
+    which = cc.get("checkpoint", "best")
+    if isinstance(which, str) and which.isdigit():
+        return int(which)
+    if which in ("best", "latest") or (
+        isinstance(which, int) and not isinstance(which, bool) and which >= 0
+    ):
+        return which
+    raise ValueError(
+        f"config.convert.checkpoint: must be 'best', 'latest' or a step number, got {which!r}"
+    )
 
 
 def _calibration_methods() -> tuple[str, ...]:
@@ -87,19 +114,27 @@ def _calibration_methods() -> tuple[str, ...]:
 
 
 def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
-    """Returns ``(ann_model, variables, source)`` from a ``.pth`` or ``workdir``'s checkpoint."""
+    """Returns ``(ann_model, variables, source)`` from a ``.pth`` or ``workdir``'s checkpoint.
+
+    ``config.convert.checkpoint`` picks the step (``'best'``, ``'latest'`` or a number); a
+    corrupted best/latest one falls back to the newest readable step (see
+    :func:`_restore_ann_state`; ``source['skipped_unreadable']`` lists the skipped steps).
+    """
     cc = config.convert
     info = data.get_dataset_info(config)
     if cc.get("torch_checkpoint"):
         from jaxsnn.convert.torch_import import import_torch_checkpoint
 
-        model, variables = import_torch_checkpoint(
-            cc.torch_checkpoint,
-            cc.torch_architecture,
-            num_classes=info.num_classes,
-            levels=config.levels,
-            input_size=tuple(input_shape[1:3]),
-        )
+        try:
+            model, variables = import_torch_checkpoint(
+                cc.torch_checkpoint,
+                cc.torch_architecture,
+                num_classes=info.num_classes,
+                levels=config.levels,
+                input_size=tuple(input_shape[1:3]),
+            )
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(f"config.convert.torch_checkpoint: {err}") from None
         return model, variables, {"kind": "pytorch", "path": str(cc.torch_checkpoint)}
     model = build_model(config, info.num_classes)
     ckpt_dir = epath.Path(workdir) / "checkpoints"
@@ -111,33 +146,77 @@ def load_ann(config: ml_collections.ConfigDict, workdir, input_shape):
     mngr = ckpt_lib.make_manager(
         workdir, keep=max(config.get("keep_checkpoints", 3), 1), enable_async=False
     )
-    which = cc.get("checkpoint", "best")
-    which = int(which) if isinstance(which, str) and which.isdigit() else which
-    step = (
-        mngr.best_step() if which == "best" else mngr.latest_step() if which == "latest" else which
-    )
-    step = mngr.latest_step() if step is None else step
-    if step is None:
+    steps = sorted(mngr.all_steps(), reverse=True)
+    if not steps:
         raise FileNotFoundError(f"no ANN checkpoint in {ckpt_dir}: run train.py first")
+    which = _checkpoint_request(cc)
+    if which == "best":
+        step = mngr.best_step()
+    elif which == "latest":
+        step = mngr.latest_step()
+    elif which not in steps:
+        raise FileNotFoundError(
+            f"config.convert.checkpoint={which}: no such step in {ckpt_dir} (steps: "
+            f"{sorted(steps)})"
+        )
+    else:
+        step = which
+    step = steps[0] if step is None else step
     tx = state_lib.create_optimizer(config, 1)
     init_fn = state_lib.make_init_fn(model, tx, input_shape, key=jax.random.key(0))
-    target = jax.eval_shape(init_fn)
-    try:
-        restored = mngr.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        )
-    except Exception as err:  # orbax raises many types for shape/structure/IO problems
-        first = (str(err).splitlines() or [""])[0][:300]
-        raise ValueError(
-            f"checkpoint {ckpt_dir / str(step)} cannot be loaded as config.model="
-            f"{config.model!r} (another architecture, or corrupted): {first}"
-        ) from None
-    state = restored["state"]
+    state, used, unreadable = _restore_ann_state(
+        config, mngr, step, jax.eval_shape(init_fn), fallback=which in ("best", "latest")
+    )
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    return (
-        model,
-        variables,
-        {"kind": "jaxsnn", "path": str(ckpt_dir / str(step)), "step": int(step)},
+    source = {"kind": "jaxsnn", "path": str(ckpt_dir / str(used)), "step": int(used)}
+    if unreadable:
+        source["skipped_unreadable"] = unreadable
+    return model, variables, source
+
+
+def _restore_ann_state(config, mngr, step: int, target, *, fallback: bool):
+    """Restores checkpoint ``step``, or (``fallback``) the newest readable one if it is corrupted.
+
+    Like training's resume (:func:`jaxsnn.train.checkpoint.restore_or_init`), a checkpoint that
+    fails to restore while its stored shapes fit the model is treated as corrupted: with
+    ``fallback`` (``'best'``/``'latest'``) the next newest readable one is used with a warning;
+    nothing is moved (``train.py`` quarantines it on its next resume). Shapes that do not fit the
+    model (another architecture or dataset) are an error naming the config fields.
+
+    Returns:
+      ``(state, step_used, unreadable_steps)``.
+    """
+    directory = epath.Path(mngr.directory)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    others = [s for s in sorted(mngr.all_steps(), reverse=True) if s != step]
+    failed: list[tuple[int, Exception]] = []
+    for candidate in [step] + (others if fallback else []):
+        # Checked first (metadata only): a restore into other shapes fails slowly and noisily.
+        mismatch = ckpt_lib.describe_mismatch(mngr, candidate, target, config)
+        if mismatch is not None:
+            raise ValueError(
+                f"checkpoint {directory / str(candidate)} does not fit config.model="
+                f"{config.model!r} on config.dataset={config.dataset!r}: {mismatch}"
+            )
+        try:
+            restored = mngr.restore(candidate, args=args)
+        except Exception as err:  # orbax raises many types for IO problems
+            failed.append((candidate, err))
+            continue
+        if failed:
+            logging.warning(
+                "checkpoint %s is unreadable (%s); converting step %d instead",
+                directory / str(step), ckpt_lib.first_line(failed[0][1]), candidate,
+            )  # fmt: skip
+        return restored["state"], candidate, [s for s, _ in failed]
+    hint = (
+        "no other checkpoint there is readable either"
+        if fallback
+        else f"choose another with config.convert.checkpoint (steps: {sorted(mngr.all_steps())})"
+    )
+    raise ValueError(
+        f"checkpoint {directory / str(step)} is unreadable (corrupted?): "
+        f"{ckpt_lib.first_line(failed[0][1])}; {hint}"
     )
 
 
@@ -165,6 +244,7 @@ def build_snn(config, ann_model, variables, input_shape) -> tuple[SNNSpec, dict]
         seed=config.seed,
     )
     result = calib.calibrate(cc, ann_model, variables, batches, num_steps=T)
+    stages.extract_thresholds(result.params)  # Every calibrated θ finite and > 0, before any run.
     fields = dict(result.fields)
     spec = SNNSpec(
         result.model,
@@ -264,6 +344,13 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     info = data.get_dataset_info(config)
     input_shape = (1, *info.image_shape)
     ann_model, variables, source = load_ann(config, workdir, input_shape)
+    try:
+        stages.validate_variables(ann_model, variables, input_shape)
+    except ValueError as err:
+        raise ValueError(
+            f"config.dataset={config.dataset!r}: its images {info.image_shape} do not fit the "
+            f"ANN from {source['path']}: {err}"
+        ) from None
     start = time.time()
     spec, fields = build_snn(config, ann_model, variables, input_shape)
 

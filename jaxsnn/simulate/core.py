@@ -40,6 +40,58 @@ def _check_steps(num_steps: int, what: str = "num_steps (T)") -> None:
         raise ValueError(f"{what} must be a positive integer, got {num_steps!r}")
 
 
+def _check_images(model: nn.Module, params: Mapping, membrane: Mapping, images) -> None:
+    """Raises a one-line ``ValueError`` naming ``images`` if their shape does not fit the SNN.
+
+    Shapes only, at trace time (no cost in the compiled program): the batch size and rank must
+    match the ``membrane``, and the variables the model would create for these images must have
+    the shapes of the given ``params`` kernels and ``membrane``.
+    """
+    got = tuple(images.shape)
+    have = {f"membrane '{p}'": jnp.shape(v) for p, v in tree_lib.flatten(membrane).items()}
+    have |= {
+        f"params '{p}'": jnp.shape(v)
+        for p, v in tree_lib.flatten(params).items()
+        if p.rsplit("/", 1)[-1] == "kernel"  # Thresholds may legally be scalar or per channel.
+    }
+    state = [(k, s) for k, s in have.items() if k.startswith("membrane") and s]
+    if state:
+        name, shape = max(state, key=lambda item: len(item[1]))
+        if len(got) < len(shape):
+            raise ValueError(
+                f"images: expected rank {len(shape)} ([B, H, W, C], like {name} {shape}), "
+                f"got shape {got}"
+            )
+        if got[0] != shape[0]:
+            raise ValueError(
+                f"images: expected batch size {shape[0]} (like {name} {shape}), got shape "
+                f"{got}; build the membrane with init_membrane(model, images.shape)"
+            )
+    try:
+        created = jax.eval_shape(
+            lambda: model.init(jax.random.key(0), jnp.zeros(got, images.dtype))
+        )
+    except Exception as err:  # Flax/lax shape errors are long: keep their first line.
+        first = (str(err).splitlines() or [""])[0][:200]
+        raise ValueError(f"images: shape {got} cannot be fed to this SNN: {first}") from None
+    want = {
+        f"membrane '{p}'": s.shape for p, s in tree_lib.flatten(created.get("membrane", {})).items()
+    }
+    want |= {
+        f"params '{p}'": s.shape for p, s in tree_lib.flatten(created.get("params", {})).items()
+    }
+    for name in sorted(set(want) & set(have)):  # 'membrane …' first: it shows the image size.
+        w, h = want[name], have[name]
+        if w == h:
+            continue
+        if len(got) == len(h) == 4 and name.startswith("params") and w[:2] + w[3:] == h[:2] + h[3:]:
+            raise ValueError(f"images: expected {h[2]} channel(s) ({name} is {h}), got shape {got}")
+        raise ValueError(
+            f"images: shape {got} does not fit this SNN (another image size?): {name} is {h}, "
+            f"these images would make it {w}"
+        )
+
+
 def collect_stats(sown: Mapping) -> dict:
     """Turns the sown ``'stats'`` collection into ``{layer_path: {name: value}}``."""
     out: dict = {}
@@ -77,6 +129,7 @@ def simulate(
       A :class:`SimOutput` with time-major ``[T, B, K]`` arrays.
     """
     _check_steps(num_steps)
+    _check_images(model, params, membrane, images)
     mutable = ["membrane", "stats"] if stats else ["membrane"]
 
     def apply(state):

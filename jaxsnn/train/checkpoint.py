@@ -5,7 +5,10 @@ Layout: ``<workdir>/checkpoints/<step>/{state, config, metrics}``. ``state`` is 
 ``convert.py`` can rebuild the model from the checkpoint alone), and ``metrics`` the evaluation
 numbers of epoch-end checkpoints. Retention keeps the latest ``keep`` steps *and* the one with the
 best test accuracy. A checkpoint that fails to restore (truncated or corrupted files) is moved to
-``<workdir>/corrupt_checkpoints/`` with a warning and the next older one is used.
+``<workdir>/corrupt_checkpoints/`` with a warning and the next older one is used. Before restoring,
+:func:`describe_mismatch` compares the stored shapes (metadata only) with the config's state: a
+checkpoint of another architecture, input shape or optimizer is an error naming the config fields,
+never mistaken for a corrupted one, and nothing is moved.
 """
 
 import shutil
@@ -100,8 +103,110 @@ def _quarantine(mngr: ocp.CheckpointManager, step: int) -> None:
     mngr.reload()
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """``'Type: first line of the message'`` (at most 200 characters of it), for one-line errors."""
     return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+
+
+# Fields that decide the shapes of the stored model variables (the architecture and its input).
+FIT_FIELDS = (
+    "model",
+    "model_kwargs",
+    "activation",
+    "num_classes",
+    "dataset",
+    "image_size",
+    "idx_dir",
+)
+_MODEL_PARTS = ("params/", "batch_stats/")
+
+
+def _plain(value):
+    return value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def _key(k) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    """``{'params/conv1/conv/kernel': shape, 'opt_state/1/0/trace/…': shape, …}``."""
+    return {
+        "/".join(_key(k) for k in path): tuple(leaf.shape)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        if hasattr(leaf, "shape")
+    }
+
+
+def _stored_shapes(mngr: ocp.CheckpointManager, step: int) -> dict[str, tuple] | None:
+    """The shapes of the train state stored at ``step`` (None: its metadata is unreadable)."""
+    try:
+        meta = ocp.StandardCheckpointHandler().metadata(
+            epath.Path(mngr.directory) / str(step) / "state"
+        )
+        return _shapes(getattr(meta, "tree", meta))
+    except Exception:  # Truncated or corrupted metadata: nothing to compare.
+        return None
+
+
+def _shape_difference(stored: dict, wanted: dict) -> str | None:
+    only_stored = sorted(set(stored) - set(wanted))
+    only_wanted = sorted(set(wanted) - set(stored))
+    if only_stored or only_wanted:
+        return (
+            f"variables only in the checkpoint: {only_stored[:3]}"
+            f"{' ...' if len(only_stored) > 3 else ''}, only in this config's state: "
+            f"{only_wanted[:3]}{' ...' if len(only_wanted) > 3 else ''}"
+        )
+    for path in sorted(stored):
+        if stored[path] != wanted[path]:
+            return (
+                f"'{path}' is {stored[path]} in the checkpoint but {wanted[path]} for this config"
+            )
+    return None
+
+
+def describe_mismatch(
+    mngr: ocp.CheckpointManager, step: int, target, config: ml_collections.ConfigDict | None = None
+) -> str | None:
+    """Says how checkpoint ``step`` was saved for another model, input or optimizer than ``target``.
+
+    Compares the stored shapes (Orbax metadata, cheap: no array is read) with the abstract
+    ``target`` state, model variables first. Returns ``None`` when they agree or the metadata
+    cannot be read (then a failed restore means a corrupted checkpoint). Otherwise returns one
+    line naming the first differing variable and, from the config stored beside the checkpoint,
+    the :data:`FIT_FIELDS` that differ from ``config`` (without ``config``: the stored model and
+    dataset).
+    """
+    stored = _stored_shapes(mngr, step)
+    if stored is None:
+        return None
+    wanted = _shapes(target)
+    model_part = {k: v for k, v in stored.items() if k.startswith(_MODEL_PARTS)}
+    difference = _shape_difference(
+        model_part, {k: v for k, v in wanted.items() if k.startswith(_MODEL_PARTS)}
+    )
+    if difference is None:
+        difference = _shape_difference(stored, wanted)
+        if difference is None:
+            return None
+        return f"the optimizer state differs (config.optimizer?): {difference}"
+    try:
+        saved = restore_config(mngr, step)
+    except Exception:  # The stored config is optional evidence only.
+        return difference
+    if config is None:
+        fields = [f"config.{f}={_plain(saved.get(f))!r}" for f in ("model", "dataset")]
+        return f"{difference}; the checkpoint was trained with {', '.join(fields)}"
+    fields = [
+        f"config.{f}={_plain(config.get(f))!r} (checkpoint: {_plain(saved.get(f))!r})"
+        for f in FIT_FIELDS
+        if _plain(config.get(f)) != _plain(saved.get(f))
+    ]
+    return f"{difference}; differing fields: {', '.join(fields)}" if fields else difference
 
 
 def restore_or_init(
@@ -110,9 +215,10 @@ def restore_or_init(
     """Restores the newest readable checkpoint, or initialises a fresh state.
 
     Checkpoints newer than the one restored that fail to read (truncated or corrupted files)
-    are reported with a warning and moved to ``<workdir>/corrupt_checkpoints/``. If *no*
-    checkpoint can be read, the likelier cause is a config that no longer matches them (another
-    model, other L...), so nothing is moved and a ``ValueError`` is raised.
+    are reported with a warning and moved to ``<workdir>/corrupt_checkpoints/``. A checkpoint
+    whose stored shapes do not fit ``init_fn``'s state (another model, input shape or optimizer:
+    :func:`describe_mismatch`) is an error, and so is a directory where none can be read; in both
+    cases nothing is moved.
 
     Args:
       mngr: the manager from :func:`make_manager`.
@@ -124,14 +230,22 @@ def restore_or_init(
       ``(state, step)`` with ``step`` the restored step, or ``None`` for a fresh state.
 
     Raises:
-      ValueError: checkpoints exist but none of them matches ``init_fn``'s state.
+      ValueError: a checkpoint does not fit ``init_fn``'s state, or none can be read.
     """
     steps = sorted(mngr.all_steps(), reverse=True)
     if not steps:
         return jax.jit(init_fn, out_shardings=shardings)(), None
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract_target(init_fn, shardings)))
+    target = _abstract_target(init_fn, shardings)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
     failed: list[tuple[int, Exception]] = []
     for step in steps:
+        # Checked first (metadata only): a restore into other shapes fails slowly and noisily.
+        mismatch = describe_mismatch(mngr, step, target)
+        if mismatch is not None:
+            raise ValueError(
+                f"config: no checkpoint in {mngr.directory} matches this config (step {step}: "
+                f"{mismatch}); use a new --workdir"
+            )
         try:
             restored = mngr.restore(step, args=args)
         except Exception as err:  # Any failure to read makes this checkpoint unusable.
@@ -140,13 +254,14 @@ def restore_or_init(
         for bad, err in failed:
             logging.warning(
                 "checkpoint step %d is unreadable (%s); moved aside, resuming from step %d",
-                bad, _first_line(err), step,
+                bad, first_line(err), step,
             )  # fmt: skip
             _quarantine(mngr, bad)
         return restored["state"], step
     raise ValueError(
-        f"config: no checkpoint in {mngr.directory} matches this config (newest step {steps[0]}: "
-        f"{_first_line(failed[0][1])}); use a new --workdir"
+        f"checkpoint {epath.Path(mngr.directory) / str(steps[0])} is unreadable (corrupted?) and "
+        f"so is every older one ({first_line(failed[0][1])}); move {mngr.directory} aside or use "
+        "a new --workdir"
     )
 
 
