@@ -28,7 +28,6 @@ from jaxsnn.convert.torch_import import build_model as build_reference_model
 from jaxsnn.convert.torch_import import import_state_dict, torch_prefix
 from jaxsnn.simulate import simulate, simulate_srp
 from jaxsnn.train import checkpoint, loop, sharding
-from jaxsnn.train.state import create_optimizer, make_init_fn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAN, INF = float("nan"), float("inf")
@@ -221,13 +220,21 @@ def test_checkpoint_of_another_architecture(trained, entry):
         with _rejected(ValueError, "config.model='_VGGTiny' (checkpoint: '_CNNTiny')", workdir):
             _run("convert", other, workdir)
         return
-    # Resuming training with another model: nothing may be restored, moved or overwritten.
-    model = loop.build_model(other, num_classes=10)
-    init_fn = make_init_fn(model, create_optimizer(other, 6), (1, 8, 8, 1), key=jax.random.key(0))
+    # Resuming training with another model: nothing may be restored, moved or overwritten
+    # (config.json included).
     with _rejected(ValueError, "trained with config.model='_CNNTiny'", workdir):
-        mngr = checkpoint.make_manager(workdir, enable_async=False)
-        checkpoint.restore_or_init(mngr, init_fn)
+        _run("train", other, workdir)
     assert list(checkpoint.make_manager(workdir, enable_async=False).all_steps()) == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("learning_rate", NAN), ("weight_decay", -1.0), ("init_threshold", INF)],
+)
+def test_non_finite_optimiser_and_threshold_settings(trained, tmp_path, field, value):
+    config, workdir = _setup("train", trained, tmp_path)
+    with _rejected(ValueError, f"config.{field}: must be", tmp_path):
+        _run("train", _configured(config, **{field: value}), workdir)
 
 
 @pytest.mark.parametrize("case", ["no_checkpoints", "no_such_step", "no_pth"])

@@ -13,6 +13,7 @@ JSON object per line) and TensorBoard event files in ``<workdir>/tensorboard`` (
 import contextlib
 import functools
 import json
+import math
 import sys
 import time
 
@@ -74,8 +75,14 @@ def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
             raise ValueError(f"config.{field}: must be a positive integer, got {value!r}")
     if config.get("max_steps") is not None and config.max_steps < 0:
         raise ValueError(f"config.max_steps: must be >= 0 or None, got {config.max_steps!r}")
-    if not config.init_threshold > 0:
-        raise ValueError(f"config.init_threshold: must be > 0, got {config.init_threshold!r}")
+    if not (math.isfinite(config.init_threshold) and config.init_threshold > 0):
+        raise ValueError(
+            f"config.init_threshold: must be finite and > 0, got {config.init_threshold!r}"
+        )
+    for field in ("learning_rate", "weight_decay", "momentum"):
+        value = config.get(field, 0.0)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"config.{field}: must be a finite number >= 0, got {value!r}")
     sharding.check_batch_size(config.batch_size, mesh, "config.batch_size")
     sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
 
@@ -185,8 +192,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     # meant for the training loop below. The host data pipeline seeds its numpy streams from
     # (config.seed, epoch, step) itself, so no data key is derived here.
     workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     mngr = checkpoint.make_manager(workdir, keep=config.keep_checkpoints)
     with jax.transfer_guard("allow"):
         root = jax.random.key(config.seed)
@@ -195,6 +200,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         loop_key = sharding.replicate(loop_key, mesh)
         init_fn = make_init_fn(model, tx, (1, *info.image_shape), key=init_key)
         state, restored = checkpoint.restore_or_init(mngr, init_fn, sharding.replicated(mesh))
+    if jax.process_index() == 0:  # After the restore: a refused resume leaves config.json alone.
+        (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     step = int(jax.device_get(state.step))
     logging.info(
         "%s at step %d of %d (%d steps/epoch, %d devices)",
