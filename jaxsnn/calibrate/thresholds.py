@@ -50,7 +50,12 @@ def surrogate(x: jax.Array, v: jax.Array, num_steps: int, max_spikes) -> jax.Arr
     safe_v = jnp.where(ok, v, jnp.ones_like(v))
     steps = jnp.asarray(num_steps, x.dtype)
     cap = jnp.asarray(max_spikes, x.dtype)
-    q = safe_v / steps * jnp.floor(steps * jnp.clip(x / safe_v, 0, cap))
+    # A true division: XLA rewrites x / broadcast(V) as x·(1/V), which can make x/V = 1 − 2⁻²⁴
+    # at x = V and so drop the zero-error candidate V = max. The barrier keeps the division.
+    full_v = jax.lax.optimization_barrier(
+        jnp.broadcast_to(safe_v, jnp.broadcast_shapes(x.shape, safe_v.shape))
+    )
+    q = safe_v / steps * jnp.floor(steps * jnp.clip(x / full_v, 0, cap))
     return jnp.where(ok, q, jnp.zeros_like(q))
 
 
