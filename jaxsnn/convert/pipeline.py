@@ -187,28 +187,24 @@ def _restore_ann_state(config, mngr, step: int, target, *, fallback: bool):
       ``(state, step_used, unreadable_steps)``.
     """
     directory = epath.Path(mngr.directory)
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
     others = [s for s in sorted(mngr.all_steps(), reverse=True) if s != step]
-    failed: list[tuple[int, Exception]] = []
-    for candidate in [step] + (others if fallback else []):
-        # Checked first (metadata only): a restore into other shapes fails slowly and noisily.
-        mismatch = ckpt_lib.describe_mismatch(mngr, candidate, target, config)
-        if mismatch is not None:
-            raise ValueError(
-                f"checkpoint {directory / str(candidate)} does not fit config.model="
-                f"{config.model!r} on config.dataset={config.dataset!r}: {mismatch}"
-            )
-        try:
-            restored = mngr.restore(candidate, args=args)
-        except Exception as err:  # orbax raises many types for IO problems
-            failed.append((candidate, err))
-            continue
+
+    def refuse(candidate, mismatch):
+        return ValueError(
+            f"checkpoint {directory / str(candidate)} does not fit config.model="
+            f"{config.model!r} on config.dataset={config.dataset!r}: {mismatch}"
+        )
+
+    state, used, failed = ckpt_lib.restore_first_readable(
+        mngr, [step] + (others if fallback else []), target, refuse, config
+    )
+    if state is not None:
         if failed:
             logging.warning(
                 "checkpoint %s is unreadable (%s); converting step %d instead",
-                directory / str(step), ckpt_lib.first_line(failed[0][1]), candidate,
+                directory / str(step), ckpt_lib.first_line(failed[0][1]), used,
             )  # fmt: skip
-        return restored["state"], candidate, [s for s, _ in failed]
+        return state, used, [s for s, _ in failed]
     hint = (
         "no other checkpoint there is readable either"
         if fallback

@@ -236,33 +236,53 @@ def restore_or_init(
     if not steps:
         return jax.jit(init_fn, out_shardings=shardings)(), None
     target = _abstract_target(init_fn, shardings)
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-    failed: list[tuple[int, Exception]] = []
-    for step in steps:
-        # Checked first (metadata only): a restore into other shapes fails slowly and noisily.
-        mismatch = describe_mismatch(mngr, step, target)
-        if mismatch is not None:
-            raise ValueError(
-                f"config: no checkpoint in {mngr.directory} matches this config (step {step}: "
-                f"{mismatch}); use a new --workdir"
-            )
-        try:
-            restored = mngr.restore(step, args=args)
-        except Exception as err:  # Any failure to read makes this checkpoint unusable.
-            failed.append((step, err))
-            continue
+
+    def refuse(step, mismatch):
+        return ValueError(
+            f"config: no checkpoint in {mngr.directory} matches this config (step {step}: "
+            f"{mismatch}); use a new --workdir"
+        )
+
+    state, step, failed = restore_first_readable(mngr, steps, target, refuse)
+    if state is not None:
         for bad, err in failed:
             logging.warning(
                 "checkpoint step %d is unreadable (%s); moved aside, resuming from step %d",
                 bad, first_line(err), step,
             )  # fmt: skip
             _quarantine(mngr, bad)
-        return restored["state"], step
+        return state, step
     raise ValueError(
         f"checkpoint {epath.Path(mngr.directory) / str(steps[0])} is unreadable (corrupted?) and "
         f"so is every older one ({first_line(failed[0][1])}); move {mngr.directory} aside or use "
         "a new --workdir"
     )
+
+
+def restore_first_readable(mngr, steps, target, refuse, config=None):
+    """Restores the first of ``steps`` that can be read into ``target`` (a train state).
+
+    Each step's stored shapes are compared with ``target`` first (metadata only: a restore into
+    other shapes fails slowly and noisily); a mismatch raises ``refuse(step, description)``.
+    A step that then fails to restore counts as unreadable (corrupted) and the next one is tried.
+
+    Returns:
+      ``(state, step, failed)``: the restored state and its step (``None, None`` when none could
+      be read) and the ``(step, error)`` pairs of the unreadable ones before it.
+    """
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    failed: list[tuple[int, Exception]] = []
+    for step in steps:
+        mismatch = describe_mismatch(mngr, step, target, config)
+        if mismatch is not None:
+            raise refuse(step, mismatch)
+        try:
+            restored = mngr.restore(step, args=args)
+        except Exception as err:  # Any failure to read makes this checkpoint unusable.
+            failed.append((step, err))
+            continue
+        return restored["state"], step, failed
+    return None, None, failed
 
 
 def restore_config(
