@@ -7,22 +7,49 @@ import time
 
 from bench import memory, p1, p2, p3, report
 
+# P1 variants timed on VGG-16 (each call is slow; the unroll-only ones add nothing there).
+VGG_VARIANTS = ("plain", "unroll4_region_copy", "time_folded_c4", "time_folded", "bf16")
 QUICK = {
     "p1": [
         {
-            "networks": {"SmallCNN": 32, "ResNet20": 32},
+            "networks": {"SmallCNN": 32},
             "steps": (4, 8),
             "reps": 3,
             "variants_at": (8,),
+            "variants": ("plain", "unroll2", "unroll4_region_copy", "time_folded", "bf16"),
         },
-        {"networks": {"VGG16": 8}, "steps": (4,), "reps": 3, "variants_at": ()},
+        {
+            "networks": {"ResNet20": 32},
+            "steps": (4, 8),
+            "reps": 3,
+            "variants_at": (8,),
+            "variants": (
+                "plain",
+                "unroll2",
+                "unroll4",
+                "region_copy",
+                "unroll4_region_copy",
+                "time_folded",
+                "bf16",
+            ),
+        },
+        {
+            "networks": {"VGG16": 8},
+            "steps": (8,),
+            "reps": 3,
+            "variants_at": (8,),
+            "variants": ("plain", "unroll4_region_copy"),
+        },
     ],
-    "p1_flags": {
-        "networks": {"ResNet20": 32},
-        "steps": (8,),
-        "reps": 3,
-        "flag_set": "no_thunk_runtime",
-    },
+    "p1_flags": [
+        {
+            "networks": {"ResNet20": 32},
+            "steps": (8,),
+            "reps": 3,
+            "flag_set": "no_thunk_runtime",
+            "variants": ("plain", "unroll2"),
+        },
+    ],
     "p2": {"networks": {"SmallCNN": 16, "ResNet20": 16}, "steps": (4,), "reps": 2},
     "p3": {"networks": {"SmallCNN": 64}, "reps": 3, "flag_sets": ("default", "no_thunk_runtime")},
     "memory": {"name": "VGG16", "batch": 4, "steps": (8, 64)},
@@ -30,18 +57,38 @@ QUICK = {
 FULL = {
     "p1": [
         {
-            "networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16},
+            "networks": {"SmallCNN": 64, "ResNet20": 64},
             "steps": (4, 8, 16, 32),
             "reps": 5,
-            "variants_at": (8, 32),
+            "variants_at": (8, 16),
+        },
+        {"networks": {"ResNet20": 32}, "steps": (8, 16), "reps": 5, "variants_at": (8, 16)},
+        {
+            "networks": {"VGG16": 16},
+            "steps": (4, 8, 32),
+            "reps": 3,
+            "variants_at": (8,),
+            "variants": VGG_VARIANTS,
+        },
+        {
+            "networks": {"VGG16": 8},
+            "steps": (8,),
+            "reps": 3,
+            "variants_at": (8,),
+            "variants": VGG_VARIANTS,
         },
     ],
-    "p1_flags": {
-        "networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16},
-        "steps": (8, 32),
-        "reps": 5,
-        "flag_set": "no_thunk_runtime",
-    },
+    "p1_flags": [
+        {
+            "networks": {"ResNet20": 32, "VGG16": 8},
+            "steps": (8,),
+            "reps": 5,
+            "flag_set": flag_set,
+            "variants": ("plain", "unroll2", "unroll4_region_copy"),
+        }
+        for flag_set in p3.FLAG_SETS
+        if flag_set != "default"
+    ],
     "p2": {"networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16}, "steps": (4, 16), "reps": 3},
     "p3": {
         "networks": {"SmallCNN": 64, "ResNet20": 64},
@@ -62,10 +109,11 @@ def main() -> None:
     cfg, only = (QUICK if args.quick else FULL), set(args.only.split(","))
     start, records = time.time(), []
     if "P1" in only:
-        records += [p1.record_equality()]
+        records += p1.record_equality()
         for kwargs in cfg["p1"]:
             records += p1.run(**kwargs)
-        records += p1.run_with_flags(**cfg["p1_flags"])
+        for kwargs in cfg["p1_flags"]:
+            records += p1.run_with_flags(**kwargs)
     if "P2" in only:
         records += p2.run(**cfg["p2"])
     if "P3" in only:
@@ -81,7 +129,7 @@ def main() -> None:
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(report.markdown(records))
     if any(r["benchmark"] == "P1" for r in records):
-        report.plot_p1(records, os.path.join(out_dir, "p1.png"))
+        report.plot_p1(records, os.path.join(out_dir, "p1.png"), ("plain", p1.RECOMMENDED))
     print(f"wrote {len(records)} records to {args.out} in {time.time() - start:.0f} s")
 
 

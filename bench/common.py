@@ -62,15 +62,47 @@ def time_interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[st
     Each function is called once first as warm-up (compilation). Interleaving makes the
     comparison robust to load changes on a shared machine.
     """
-    for fn in fns.values():
-        block(fn())
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    wall, _ = time_interleaved_samples(fns, reps)
+    return {k: statistics.median(v) for k, v in wall.items()}
+
+
+def time_interleaved_samples(
+    fns: dict[str, Callable[[], object]], reps: int, warmup: bool = True
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU times (s) of every call, ``reps`` interleaved rounds.
+
+    Round ``i`` calls every function once, in order, so ``wall[a][i] / wall[b][i]`` is a ratio
+    taken side by side. Process CPU time (all threads) is less sensitive than wall time to other
+    jobs taking the cores away, but it also counts the thread pool's spinning.
+
+    Returns:
+      ``(wall, cpu)``: ``{name: [seconds per round]}`` each.
+    """
+    if warmup:
+        for fn in fns.values():
+            block(fn())
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             block(fn())
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+def ratio_summary(num: list[float], den: list[float], scale: float = 1.0) -> dict:
+    """Median, min, max and quartiles of the per-round ratios ``num[i] / (scale · den[i])``."""
+    r = sorted(a / (scale * b) for a, b in zip(num, den, strict=True))
+    n = len(r)
+    return {
+        "median": statistics.median(r),
+        "min": r[0],
+        "max": r[-1],
+        "q25": r[round(0.25 * (n - 1))],  # nearest rank
+        "q75": r[round(0.75 * (n - 1))],
+    }
 
 
 def build(name: str, batch: int, seed: int = 0):

@@ -2,9 +2,27 @@
 
 import os
 
-COLUMNS = ("benchmark", "network", "T", "batch", "variant", "ratio", "a_s", "b_s", "reps")
+COLUMNS = (
+    "benchmark",
+    "network",
+    "T",
+    "batch",
+    "variant",
+    "ratio",
+    "spread",
+    "cpu",
+    "exact",
+    "temp_MiB",
+    "a_s",
+    "b_s",
+    "reps",
+)
 MEANING = {
-    "P1": "SNN time ÷ (T × ANN time); a = SNN median s, b = ANN median s",
+    "P1": "SNN time ÷ (T × ANN time) from the medians; spread = min–max of the per-round "
+    "(interleaved) ratios; cpu = the same ratio in process CPU time (median over rounds); "
+    "exact = output equals plain `simulate` bit for bit (bf16: max |Δ| of the cumulative "
+    "logits / final-T argmax agreement); temp_MiB = XLA temporary buffers of the compiled "
+    "simulation; a = SNN median s, b = ANN median s",
     "P2": "speedup jaxsnn/eager torch; a = jax median s, b = torch median s",
     "P3": "train images/s jax ÷ torch; a = jax step median s, b = torch step median s",
     "memory": "peak RSS at the larger T ÷ at the smaller T; a, b = peak RSS MiB",
@@ -18,6 +36,20 @@ def _times(r: dict) -> tuple:
         peaks = list((r.get("peak_rss_mib") or {}).values())
         return (peaks[-1], peaks[0]) if peaks else (None, None)
     return r.get("jax_median_s"), r.get("torch_median_s")
+
+
+def _spread(r: dict) -> str | None:
+    if r.get("ratio_min") is None:
+        return None
+    return f"{r['ratio_min']:.3f}–{r['ratio_max']:.3f}"
+
+
+def _exact(r: dict) -> str | None:
+    if "max_abs_diff" in r:
+        return f"no ({r['max_abs_diff']:.3g} / {r['argmax_agreement']:.3f})"
+    if "exact_equal" not in r:
+        return None
+    return "yes" if r["exact_equal"] else "NO"
 
 
 def _fmt(v) -> str:
@@ -49,6 +81,10 @@ def markdown(records: list[dict]) -> str:
             r.get("batch"),
             r.get("variant", ""),
             r.get("ratio"),
+            _spread(r),
+            r.get("cpu_ratio"),
+            _exact(r),
+            r.get("xla_temp_mib"),
             a,
             b,
             r.get("reps"),
@@ -59,24 +95,25 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_p1(records: list[dict], path: str) -> None:
-    """Plots P1's ratio vs T per network (plain simulation and the best variant)."""
+def plot_p1(records: list[dict], path: str, variants=("plain", "unroll4_region_copy")) -> None:
+    """Plots P1's ratio vs T per network and batch for ``variants`` (default flags only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    p1 = [r for r in records if r["benchmark"] == "P1"]
-    for net in sorted({r["network"] for r in p1}):
-        for variant, style in (("plain", "-o"), ("first_layer_cached", "--s")):
+    p1 = [r for r in records if r["benchmark"] == "P1" and r.get("ratio") is not None]
+    styles = ("-o", "--s", ":^", "-.v")
+    for net, batch in sorted({(r["network"], r["batch"]) for r in p1}):
+        for variant, style in zip(variants, styles, strict=False):
             pts = sorted(
                 (r["T"], r["ratio"])
                 for r in p1
-                if r["network"] == net and r.get("variant") == variant
+                if (r["network"], r["batch"]) == (net, batch) and r.get("variant") == variant
             )
             if pts:
-                ax.plot(*zip(*pts, strict=True), style, label=f"{net} ({variant})")
+                ax.plot(*zip(*pts, strict=True), style, label=f"{net} B={batch} ({variant})")
     ax.axhline(1.15, color="grey", lw=0.8, ls=":", label="target 1.15")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("T (timesteps)")

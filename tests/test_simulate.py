@@ -144,3 +144,28 @@ def test_srp_masks_are_taken_after_presim_and_membrane_restarts(tiny):
     for layer, s in out.sim.stats.items():  # masked neurons still fire, but emit nothing
         if "spikes" in s:
             assert bool(jnp.all(s["spikes"] <= s["fires"]))
+
+
+@pytest.mark.parametrize("arch", ["_CNNTiny", "_ResNetTiny"])
+def test_evaluation_defaults_do_not_change_results(arch):
+    """convert.py evaluates with ``unroll=EVAL_UNROLL`` and the CPU copy-insertion option (a speed
+    choice, bench P1): every per-batch sum must equal the plain ``unroll=1`` program bit for bit."""
+    from jaxsnn.convert.evaluate import SNNSpec, make_batch_fn
+    from jaxsnn.simulate.core import EVAL_UNROLL, backend_compiler_options
+
+    assert EVAL_UNROLL > 1 and backend_compiler_options("cpu")
+    channels = 3 if arch == "_ResNetTiny" else 1
+    ann = models.get_model(arch, num_classes=5, act=functools.partial(QCFS, levels=4))
+    x = jax.random.uniform(jax.random.key(3), (4, 8, 8, channels))
+    variables = models.init_variables(ann, jax.random.key(4), x.shape)
+    snn, params = convert.convert(ann, variables, track_counts=True)
+    params = convert.scale_thresholds(params, 1.0 / 8.0)  # spiking activity at init weights
+    batch = {"image": x, "label": jnp.arange(4) % 5, "mask": jnp.ones(4, bool)}
+    sums = [
+        make_batch_fn(ann, variables, SNNSpec(snn, params, "half", 7, unroll=u))(params, batch)
+        for u in (1, EVAL_UNROLL)
+    ]
+    assert float(sums[0]["nseen"]) == 4.0
+    spikes = sum(float(jnp.sum(s["spikes"])) for s in sums[0]["stats"].values() if "spikes" in s)
+    assert spikes > 0
+    jax.tree.map(np.testing.assert_array_equal, sums[0], sums[1])

@@ -20,6 +20,7 @@ from jaxsnn.convert import stages
 from jaxsnn.convert import tree as tree_lib
 from jaxsnn.metrics.energy import energy_report
 from jaxsnn.simulate import simulate, srp_reset
+from jaxsnn.simulate.core import EVAL_UNROLL, backend_compiler_options
 
 
 class SNNSpec(NamedTuple):
@@ -33,6 +34,7 @@ class SNNSpec(NamedTuple):
     max_spikes: int = 1  # spikes a neuron can emit per step (default saturation level)
     iat_thresholds: object = None  # [T] exit thresholds: also report IAT early-exit results
     iat_metric: str = "entropy"
+    unroll: int = EVAL_UNROLL  # lax.scan unroll factor (results do not depend on it)
 
 
 def _masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -74,9 +76,13 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
         }
         membrane = stages.init_membrane(model, images.shape, spec.membrane_init, images.dtype)
         if spec.presim > 0:
-            pre = simulate(model, snn_params, membrane, images, num_steps=spec.presim)
+            pre = simulate(
+                model, snn_params, membrane, images, num_steps=spec.presim, unroll=spec.unroll
+            )
             membrane = srp_reset(pre.membrane)
-        sim = simulate(model, snn_params, membrane, images, num_steps=T, stats=True)
+        sim = simulate(
+            model, snn_params, membrane, images, num_steps=T, stats=True, unroll=spec.unroll
+        )
         flat = tree_lib.flatten(sim.membrane)
         counts = {tree_lib.layer_of(p): v for p, v in flat.items() if p.endswith("/count")}
         thresholds = stages.extract_thresholds(snn_params)
@@ -114,7 +120,7 @@ def make_batch_fn(ann_model: nn.Module, ann_variables: Mapping, spec: SNNSpec):
             }
         return sums
 
-    return jax.jit(run)
+    return jax.jit(run, compiler_options=backend_compiler_options() or None)
 
 
 def evaluate(
