@@ -90,10 +90,7 @@ def _snn_fns(b, T: int, variants=("plain",), temp_mib: dict | None = None) -> di
             pb, mb, xb = (fastsim.cast_floats(t, jnp.bfloat16) for t in (p, m, x))
 
             def bf16(pb=pb, mb=mb, xb=xb):
-                # simulate's shape check inits the model (float32 params) on bf16 zeros, which
-                # strict dtype promotion rejects; the simulation itself is all bf16.
-                with jax.numpy_dtype_promotion("standard"):
-                    return simulate(s, pb, mb, xb, num_steps=T)
+                return simulate(s, pb, mb, xb, num_steps=T)
 
             fns[name] = bf16
         else:

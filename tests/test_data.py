@@ -474,3 +474,22 @@ def test_real_fashion_mnist_via_builder(tmp_path):
     assert builder.info.metadata["pixel_std"] == pytest.approx(0.3530, abs=1e-4)
     batch = next(jaxsnn.data.eval_batches(config, batch_size=10000))
     assert batch["mask"].all() and set(np.unique(batch["label"])) == set(range(10))
+
+
+def test_constant_idx_images_normalise_without_nan(tmp_path):
+    """Zero pixel std (all images constant) must not divide by zero: std falls back to 1."""
+    directory = tmp_path / "constant"
+    directory.mkdir()
+    rng = np.random.default_rng(0)
+    for key, n in (("train", NUM_TRAIN), ("test", NUM_TEST)):
+        _write_idx(
+            directory / idx.IDX_FILES[f"{key}_images"], np.full((n, SIDE, SIDE), 7), gz=False
+        )
+        _write_idx(directory / idx.IDX_FILES[f"{key}_labels"], rng.integers(0, 10, n), gz=False)
+    config = ml_collections.ConfigDict(
+        {"dataset": "idx", "idx_dir": str(directory), "data_dir": str(tmp_path / "tfds"), "seed": 0}
+    )
+    info = jaxsnn.data.get_dataset_info(config)
+    assert info.std == (1.0,)
+    batch = next(iter(jaxsnn.data.eval_batches(config, split="test", batch_size=8)))
+    assert np.all(np.isfinite(batch["image"]))

@@ -169,3 +169,22 @@ def test_evaluation_defaults_do_not_change_results(arch):
     spikes = sum(float(jnp.sum(s["spikes"])) for s in sums[0]["stats"].values() if "spikes" in s)
     assert spikes > 0
     jax.tree.map(np.testing.assert_array_equal, sums[0], sums[1])
+
+
+def test_bfloat16_simulation_runs_under_strict_promotion(tiny):
+    """bf16 params, membrane and images simulate in bf16 (the image check must not trip on them)."""
+    _, _, snn, params, x = tiny
+    cast = functools.partial(
+        jax.tree_util.tree_map,
+        lambda a: a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a,
+    )
+    membrane = convert.init_membrane(snn, x.shape)
+    out = simulate(snn, cast(params), cast(membrane), x.astype(jnp.bfloat16), num_steps=3)
+    ref = simulate(snn, params, membrane, x, num_steps=3)
+    assert out.cumulative.dtype == jnp.bfloat16
+    # Same spike trains up to bf16 rounding of the charges: close, not equal.
+    np.testing.assert_allclose(
+        out.cumulative.astype(jnp.float32),
+        ref.cumulative,
+        atol=0.25 * float(jnp.abs(ref.cumulative).max()) + 0.1,
+    )

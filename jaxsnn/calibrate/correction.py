@@ -182,16 +182,20 @@ def _fit_kernel(
         err = jnp.square(_surrogate(pre, theta, cap, num_steps) - target[idx])
         return jnp.mean(jnp.sum(err, axis=-1))
 
-    def update(carry, i):
-        w, opt_state = carry
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def update(w, opt_state, i):
         idx = jax.random.choice(jax.random.fold_in(key, i), n, (min(batch_size, n),), replace=False)
         grads = jax.grad(loss)(w, idx)
         with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int counts and floats
             updates, opt_state = tx.update(grads, opt_state, w)
-        return (optax.apply_updates(w, updates), opt_state), None
+        return optax.apply_updates(w, updates), opt_state
 
-    run = jax.jit(lambda w: jax.lax.scan(update, (w, tx.init(w)), jnp.arange(iters))[0][0])
-    return run(kernel)
+    # A Python loop over one jitted step, not lax.scan: XLA:CPU runs a conv's kernel gradient
+    # ~25x slower inside a while loop (measured 0.18 s vs 7 ms per step, batch 32 of 14x14x32).
+    w, opt_state = jnp.array(kernel), tx.init(kernel)
+    for i in range(iters):
+        w, opt_state = update(w, opt_state, jnp.asarray(i))
+    return w
 
 
 def weight_calibration(

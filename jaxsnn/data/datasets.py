@@ -18,6 +18,7 @@ import os
 
 import ml_collections
 import tensorflow_datasets as tfds
+from absl import logging
 
 from jaxsnn.data import idx, idx_builder
 
@@ -243,7 +244,15 @@ def normalisation(
         return spec.mean, spec.std
     metadata = source.dataset_info.metadata or {}
     # A mocked or foreign IDX source may lack the statistics: fall back to [-1, 1].
-    return (float(metadata.get("pixel_mean", 0.5)),), (float(metadata.get("pixel_std", 0.5)),)
+    mean, std = float(metadata.get("pixel_mean", 0.5)), float(metadata.get("pixel_std", 0.5))
+    if not std > 0:  # Constant training images: dividing by 0 would feed inf/NaN to the net.
+        logging.warning(
+            "%s: training pixel std is %s (constant images?); normalising with std = 1",
+            config.dataset,
+            std,
+        )
+        std = 1.0
+    return (mean,), (std,)
 
 
 def get_dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
