@@ -1,4 +1,8 @@
-"""Command line: ``python -m bench [--quick] [--only P1,P2,P3,memory] [--out FILE.json]``."""
+"""Command line: ``python -m bench [--quick | --target] [--only P1,P2,P3,memory] [--out F.json]``.
+
+``--out bench/results.json`` (default) also writes ``bench/results.md`` and ``bench/p1.png``;
+another name ``X.json`` writes ``X.md`` and ``X.png``.
+"""
 
 import argparse
 import json
@@ -54,6 +58,19 @@ QUICK = {
     "p3": {"networks": {"SmallCNN": 64}, "reps": 3, "flag_sets": ("default", "no_thunk_runtime")},
     "memory": {"name": "VGG16", "batch": 4, "steps": (8, 64)},
 }
+# The issue-6 criterion: P1 at T >= 8 for ResNet-20 and VGG-16, plain vs the production variant.
+TARGET = {
+    "p1": [
+        {
+            "networks": {"ResNet20": 32, "VGG16": 8},
+            "steps": (8, 16, 32),
+            "reps": 3,
+            "variants_at": (8, 16, 32),
+            "variants": ("plain", "unroll4_region_copy"),
+        },
+    ],
+    "p1_flags": [],
+}
 FULL = {
     "p1": [
         {
@@ -103,10 +120,17 @@ FULL = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer T, reps, smaller batches")
+    parser.add_argument(
+        "--target",
+        action="store_true",
+        help="P1 only: ResNet-20 and VGG-16 at T = 8, 16, 32, plain vs production variant",
+    )
     parser.add_argument("--only", default="P1,P2,P3,memory", help="comma-separated subset")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args()
-    cfg, only = (QUICK if args.quick else FULL), set(args.only.split(","))
+    mode = "target" if args.target else "quick" if args.quick else "full"
+    cfg = {"target": TARGET, "quick": QUICK, "full": FULL}[mode]
+    only = {"P1"} if args.target else set(args.only.split(","))
     start, records = time.time(), []
     if "P1" in only:
         records += p1.record_equality()
@@ -121,15 +145,19 @@ def main() -> None:
     if "memory" in only:
         records += memory.run(**cfg["memory"])
     for r in records:
-        r["mode"] = "quick" if args.quick else "full"
+        r["mode"] = mode
     out_dir = os.path.dirname(args.out) or "."
     os.makedirs(out_dir, exist_ok=True)
+    # bench/results.json -> results.md, p1.png; any other name -> <stem>.md, <stem>.png.
+    stem = os.path.splitext(args.out)[0]
+    default = os.path.basename(stem) == "results"
     with open(args.out, "w") as f:
         json.dump(records, f, indent=1)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
+    with open(stem + ".md", "w") as f:
         f.write(report.markdown(records))
     if any(r["benchmark"] == "P1" for r in records):
-        report.plot_p1(records, os.path.join(out_dir, "p1.png"), ("plain", p1.RECOMMENDED))
+        png = os.path.join(out_dir, "p1.png") if default else stem + ".png"
+        report.plot_p1(records, png, ("plain", p1.RECOMMENDED))
     print(f"wrote {len(records)} records to {args.out} in {time.time() - start:.0f} s")
 
 

@@ -55,8 +55,8 @@ VARIANTS = {
         None,
     ),
     "calib_advanced_w": (
-        "MSE + weight calibration (5000 it.) + potential calibration",
-        {"method": "calib_advanced", "weight_calib_iters": 5000},
+        "MSE + weight calibration (5000 Adam it., neuron rounding) + potential calibration",
+        {"method": "calib_advanced", "weight_calib_iters": 5000, "weight_calib_rounding": "neuron"},
         None,
     ),
     "burst_M2": (

@@ -9,6 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import linen as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxsnn import convert, models
 from jaxsnn.calibrate import (
@@ -31,8 +33,10 @@ from jaxsnn.calibrate import (
     spike_rates,
     surrogate,
 )
+from jaxsnn.calibrate.correction import _surrogate
 from jaxsnn.calibrate.snn import layer_leaves, run_snn
 from jaxsnn.models import QCFS, ReLU
+from jaxsnn.neurons import Burst
 from jaxsnn.simulate import simulate
 
 SHAPE = (16, 8, 8, 3)
@@ -212,6 +216,35 @@ def test_weight_calibration_only_changes_producer_kernels():
     np.testing.assert_array_equal(result.params["head"]["kernel"], folded["head"]["kernel"])
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    log_t=st.integers(0, 4),
+    cap=st.integers(1, 4),
+    log_theta=st.integers(-2, 2),
+    numerators=st.lists(st.integers(-40, 200), min_size=8, max_size=8),
+)
+def test_weight_calibration_fits_the_neuron_it_calibrates(log_t, cap, log_theta, numerators):
+    """The default surrogate is the burst neuron's T-step mean output (θ/(2T) shift, cap M) on
+    constant input, exactly; the reference surrogate (no ½) is half a level below it."""
+    num_steps, theta = 2**log_t, jnp.float32(2.0**log_theta)
+    z = jnp.asarray(np.asarray(numerators) / 16, jnp.float32) * theta  # dyadic: exact
+    neuron = Burst(cap, 1 / (2 * num_steps))
+
+    def step(state, _):
+        spikes, state = neuron.step(z, state, threshold=theta)
+        return state, spikes
+
+    _, spikes = jax.lax.scan(step, neuron.init_state(z.shape, z.dtype, 0.0), None, num_steps)
+    mean_output = theta * jnp.sum(spikes, axis=0) / num_steps
+    ours = _surrogate(z, theta, jnp.float32(cap), num_steps, half_shift=True)
+    np.testing.assert_array_equal(ours, mean_output)
+    reference = _surrogate(z, theta, jnp.float32(cap), num_steps, half_shift=False)
+    c = np.asarray(numerators) / 16
+    np.testing.assert_array_equal(
+        reference, theta / num_steps * np.floor(num_steps * np.clip(c, 0, cap))
+    )
+
+
 # --------------------------------------------------------------------------- IC-SNN
 
 
@@ -322,3 +355,5 @@ def test_calibrate_every_method(name):
         _run(arch, name="qcfs")
     with pytest.raises(ValueError, match="desired_spikes"):
         _run(arch, name="burst", initial_spikes=3, max_spikes=5)
+    with pytest.raises(ValueError, match="weight_calib_rounding"):
+        _run(arch, name="calib_advanced", weight_calib_rounding="nearest")

@@ -14,8 +14,12 @@ reference output A (the ANN is never modified):
   top of** the potential the measurement used (0 for CAL, whose θ/(2T) per-step shift stays; ½ for
   IC-SNN). Stored in threshold units, :math:`u_0 \mathrel{+}= T(\bar A - \bar S)/\theta`;
 - :func:`weight_calibration` (CAL ImageNet "advanced"): per layer, Adam on the producer's kernel
-  only, matching the surrogate :math:`(\theta/T)\lfloor T\,\mathrm{clip}(z/\theta, 0, M)\rfloor` of
-  the pre-activation computed from the SNN's time-averaged input (+ residual) to the ANN output.
+  only, matching the neuron's T-step output on the pre-activation computed from the SNN's
+  time-averaged input (+ residual), :math:`(\theta/T)\,\mathrm{clip}(\lfloor Tz/\theta + \tfrac12
+  \rfloor, 0, TM)`, to the ANN output. The reference code fits
+  :math:`(\theta/T)\lfloor T\,\mathrm{clip}(z/\theta, 0, M)\rfloor` (no ½ although its neuron has
+  the θ/(2T) shift): a half-level bias that at T = 1 pushes every kernel up
+  (``half_shift=False`` keeps it).
   Iterations, samples, batch and learning rate are parameters (the reference values are 5 000,
   1 024, 32 and 1e-5, cosine to 0). BURST's repo lacks this function (ImportError, §5.4).
 """
@@ -151,10 +155,20 @@ def _find_module(snn_model, params, membrane, images, path):
     return found[0]
 
 
-def _surrogate(pre, theta, cap, num_steps):
+def _surrogate(pre, theta, cap, num_steps, half_shift):
+    r"""T-step mean output of the burst neuron on constant input ``pre`` (straight-through floor).
+
+    ``half_shift``: :math:`(\theta/T)\,\mathrm{clip}(\lfloor T\,pre/\theta + \tfrac12\rfloor,
+    0, TM)`, what the CAL/AdaFire neuron with its θ/(2T) per-step shift gives (spec I-3);
+    otherwise the reference code's
+    :math:`(\theta/T)\lfloor T\,\mathrm{clip}(pre/\theta, 0, M)\rfloor`.
+    """
     theta = broadcast_channels(theta, pre.ndim).astype(pre.dtype)
     steps = jnp.asarray(num_steps, pre.dtype)
-    return theta / steps * floor_ste(steps * jnp.clip(pre / theta, 0, cap.astype(pre.dtype)))
+    cap = cap.astype(pre.dtype)
+    if half_shift:
+        return theta / steps * jnp.clip(floor_ste(steps * pre / theta + 0.5), 0, steps * cap)
+    return theta / steps * floor_ste(steps * jnp.clip(pre / theta, 0, cap))
 
 
 def _fit_kernel(
@@ -171,6 +185,7 @@ def _fit_kernel(
     iters,
     batch_size,
     learning_rate,
+    half_shift,
     key,
 ):
     """Adam (cosine to 0) on the kernel; squared error summed over channels, mean over rest."""
@@ -179,7 +194,7 @@ def _fit_kernel(
 
     def loss(w, idx):
         pre = module.apply({"params": {"kernel": w, "bias": bias}}, x_bar[idx]) + residual[idx]
-        err = jnp.square(_surrogate(pre, theta, cap, num_steps) - target[idx])
+        err = jnp.square(_surrogate(pre, theta, cap, num_steps, half_shift) - target[idx])
         return jnp.mean(jnp.sum(err, axis=-1))
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
@@ -210,6 +225,7 @@ def weight_calibration(
     iters: int = 5000,
     batch_size: int = 32,
     learning_rate: float = 1e-5,
+    half_shift: bool = True,
     key: jax.Array,
 ) -> dict:
     """Converts SNN params into params whose producer kernels fit the ANN outputs (sequential).
@@ -220,6 +236,8 @@ def weight_calibration(
       layers: spiking layers, forward order.
       num_steps: T.
       iters, batch_size, learning_rate: Adam iterations (cosine decay to 0), minibatch, lr.
+      half_shift: fit the neuron's rounding (+½ from the θ/(2T) shift, default) instead of the
+        reference code's floor without it (see :func:`_surrogate`).
       key: minibatch sampling.
     """
     for li, layer in enumerate(layers):
@@ -257,6 +275,7 @@ def weight_calibration(
             iters=iters,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            half_shift=half_shift,
             key=jax.random.fold_in(key, li),
         )
         params = replace_leaves(params, {producer + "/kernel": kernel})

@@ -25,7 +25,8 @@ Options (all optional; defaults in :data:`DEFAULTS`): ``threshold_mode`` ('max' 
 ``spike_budget_ratio``, ``ssc_ratios``, ``ssc_budget`` ('spikes' | 'sensitivity'),
 ``ssc_spike_ratio``, ``threshold_ratio``, ``ssc_released_order``, ``calib``
 ('light' | 'none', burst/ssc), ``final_bias_calibration``, ``sensitivity_chunk``,
-``weight_calib_iters`` / ``_samples`` / ``_batch`` / ``_lr``, ``advanced_correction``,
+``weight_calib_iters`` / ``_samples`` / ``_batch`` / ``_lr`` / ``_rounding`` ('neuron' |
+'reference'), ``advanced_correction``,
 ``icsnn_init`` ('a1' | 'a2'), ``icsnn_per_channel``, ``icsnn_thresholds`` ('ann' | 'data'),
 ``iat`` (fit IAT exit thresholds on the calibration batches), ``iat_metric``,
 ``iat_dataset_kind``, ``calib_seed``.
@@ -33,8 +34,10 @@ Options (all optional; defaults in :data:`DEFAULTS`): ``threshold_mode`` ('max' 
 Deviations from the released code (each documented where it is implemented): BURST's
 'none' threshold mode crashes, the port uses 'max' (``calib_max``); ``calib_advanced`` is CAL's
 potential calibration (BURST's CIFAR "advanced" only re-runs bias calibration, and its ImageNet
-path imports a missing weight calibration); dead channels get safe thresholds (``thresholds.py``);
-the desired cap is looked up by value; SSC's default budget is a spike budget
+path imports a missing weight calibration); weight calibration fits the neuron it calibrates,
+(θ/T)·clip(⌊Tz/θ + ½⌋, 0, TM) (the θ/(2T) per-step shift adds ½ over T steps;
+``weight_calib_rounding='reference'`` drops the ½ as CAL's code does); dead channels get safe
+thresholds (``thresholds.py``); the desired cap is looked up by value; SSC's default budget is a spike budget
 (``ssc_budget='spikes'``: min Σ sensitivity s.t. Σ spikes ≤ ``ssc_spike_ratio`` (0.7) × the
 spikes at r = 1), because the released sensitivity budget (``ssc_budget='sensitivity'``,
 ``threshold_ratio`` 0.95 × Σ_i S[r=1][i]) is infeasible unless raising a threshold lowers the
@@ -94,6 +97,7 @@ DEFAULTS = {
     "weight_calib_samples": 1024,
     "weight_calib_batch": 32,
     "weight_calib_lr": 1e-5,
+    "weight_calib_rounding": "neuron",
     "advanced_correction": "potential",
     "icsnn_init": "a2",
     "icsnn_per_channel": False,
@@ -160,6 +164,11 @@ def _validate(opts: dict, name: str) -> None:
         value = opts[key]
         if not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
             raise ValueError(f"{key}: must be a positive number, got {value!r}")
+    if opts["weight_calib_rounding"] not in ("neuron", "reference"):
+        raise ValueError(
+            "weight_calib_rounding: must be 'neuron' or 'reference', got "
+            f"{opts['weight_calib_rounding']!r}"
+        )
     if 1.0 not in [float(r) for r in opts["ssc_ratios"]]:
         raise ValueError(f"ssc_ratios: must contain 1.0, got {list(opts['ssc_ratios'])}")
 
@@ -289,6 +298,7 @@ def _weight_calibration(setup: _Setup, opts: dict, model, params, u0, key) -> di
         iters=int(opts["weight_calib_iters"]),
         batch_size=int(opts["weight_calib_batch"]),
         learning_rate=float(opts["weight_calib_lr"]),
+        half_shift=opts["weight_calib_rounding"] == "neuron",
         key=key,
     )
 
