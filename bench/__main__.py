@@ -12,7 +12,14 @@ import time
 from bench import memory, p1, p2, p3, report
 
 # P1 variants timed on VGG-16 (each call is slow; the unroll-only ones add nothing there).
-VGG_VARIANTS = ("plain", "unroll4_region_copy", "time_folded_c4", "time_folded", "bf16")
+VGG_VARIANTS = (
+    "plain",
+    "unroll2_region_copy",
+    "unroll4_region_copy",
+    "time_folded_c4",
+    "time_folded",
+    "bf16",
+)
 QUICK = {
     "p1": [
         {
@@ -20,7 +27,7 @@ QUICK = {
             "steps": (4, 8),
             "reps": 3,
             "variants_at": (8,),
-            "variants": ("plain", "unroll2", "unroll4_region_copy", "time_folded", "bf16"),
+            "variants": ("plain", "unroll2_region_copy", "time_folded", "bf16"),
         },
         {
             "networks": {"ResNet20": 32},
@@ -32,6 +39,7 @@ QUICK = {
                 "unroll2",
                 "unroll4",
                 "region_copy",
+                "unroll2_region_copy",
                 "unroll4_region_copy",
                 "time_folded",
                 "bf16",
@@ -42,7 +50,7 @@ QUICK = {
             "steps": (8,),
             "reps": 3,
             "variants_at": (8,),
-            "variants": ("plain", "unroll4_region_copy"),
+            "variants": ("plain", "unroll2_region_copy", "unroll4_region_copy"),
         },
     ],
     "p1_flags": [
@@ -66,7 +74,7 @@ TARGET = {
             "steps": (8, 16, 32),
             "reps": 3,
             "variants_at": (8, 16, 32),
-            "variants": ("plain", "unroll4_region_copy"),
+            "variants": ("plain", "unroll2_region_copy", "unroll4_region_copy"),
         },
     ],
     "p1_flags": [],
@@ -101,7 +109,7 @@ FULL = {
             "steps": (8,),
             "reps": 5,
             "flag_set": flag_set,
-            "variants": ("plain", "unroll2", "unroll4_region_copy"),
+            "variants": ("plain", "unroll2", "unroll2_region_copy"),
         }
         for flag_set in p3.FLAG_SETS
         if flag_set != "default"
@@ -126,9 +134,12 @@ def main() -> None:
         help="P1 only: ResNet-20 and VGG-16 at T = 8, 16, 32, plain vs production variant",
     )
     parser.add_argument("--only", default="P1,P2,P3,memory", help="comma-separated subset")
-    parser.add_argument("--out", default="bench/results.json")
+    parser.add_argument(
+        "--out", default=None, help="default bench/results.json (--target: bench/p1_target.json)"
+    )
     args = parser.parse_args()
     mode = "target" if args.target else "quick" if args.quick else "full"
+    args.out = args.out or ("bench/p1_target.json" if args.target else "bench/results.json")
     cfg = {"target": TARGET, "quick": QUICK, "full": FULL}[mode]
     only = {"P1"} if args.target else set(args.only.split(","))
     start, records = time.time(), []

@@ -8,9 +8,10 @@ full test split, for a QCFS-trained and a ReLU-trained ``SmallCNN``::
         [--steps 1,2,4,8,16,32] [--only calib_max,burst_M4] [--out bench/calibration_per_t.json]
 
 The ANNs come from ``train.py`` (commands in the output). Each finished (net, variant, T) record
-is appended to the JSON at once and skipped when the command is re-run, so an interrupted run
-loses nothing. Writes ``<out>.json``, ``<out>.md`` (accuracy at t = T, spikes/image, IAT) and
-``<out>.png`` (accuracy vs T per method).
+is appended to the JSON at once and skipped when the command is re-run (unless the variant's
+options have changed since: then it is redone and replaced), so an interrupted run loses nothing.
+Writes ``<out>.json``, ``<out>.md`` (accuracy at t = T, spikes/image, IAT) and ``<out>.png``
+(accuracy vs T per method).
 """
 
 import argparse
@@ -270,7 +271,8 @@ def main() -> None:
 
     path = args.out + ".json"
     records = _read(path)
-    done = {_key(r) for r in records}
+    # A record counts as done only if it was made with the variant's current options.
+    done = {_key(r) for r in records if r.get("overrides") == VARIANTS.get(r["variant"], (0, 0))[1]}
     workdirs = {net: getattr(args, NETS[net]["workdir_flag"]) for net in NETS}
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

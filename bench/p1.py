@@ -43,7 +43,7 @@ COMPILED = {
 EXACT_VARIANTS = ("plain", *COMPILED, "donated")
 ALL_VARIANTS = (*EXACT_VARIANTS, "bf16")
 # The variant recommended as the production default (see the README's P1 section).
-RECOMMENDED = "unroll4_region_copy"
+RECOMMENDED = "unroll2_region_copy"
 
 
 def _ann_fn(b):

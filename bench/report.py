@@ -95,7 +95,7 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_p1(records: list[dict], path: str, variants=("plain", "unroll4_region_copy")) -> None:
+def plot_p1(records: list[dict], path: str, variants=("plain", "unroll2_region_copy")) -> None:
     """Plots P1's ratio vs T per network and batch for ``variants`` (default flags only)."""
     import matplotlib
 

@@ -37,9 +37,9 @@ potential calibration (BURST's CIFAR "advanced" only re-runs bias calibration, a
 path imports a missing weight calibration); weight calibration fits the neuron it calibrates,
 (θ/T)·clip(⌊Tz/θ + ½⌋, 0, TM) (the θ/(2T) per-step shift adds ½ over T steps;
 ``weight_calib_rounding='reference'`` drops the ½ as CAL's code does); dead channels get safe
-thresholds (``thresholds.py``); the desired cap is looked up by value; SSC's default budget is a spike budget
-(``ssc_budget='spikes'``: min Σ sensitivity s.t. Σ spikes ≤ ``ssc_spike_ratio`` (0.7) × the
-spikes at r = 1), because the released sensitivity budget (``ssc_budget='sensitivity'``,
+thresholds (``thresholds.py``); the desired cap is looked up by value; SSC's default budget is a
+spike budget (``ssc_budget='spikes'``: min Σ sensitivity s.t. Σ spikes ≤ ``ssc_spike_ratio``
+(0.7) × the spikes at r = 1), because the released sensitivity budget (``ssc_budget='sensitivity'``,
 ``threshold_ratio`` 0.95 × Σ_i S[r=1][i]) is infeasible unless raising a threshold lowers the
 error — every S[r=1][i] equals the unchanged network's error; the SSC ratios are applied in
 layer order (``ssc_released_order=True`` restores the released order) and an empty frontier raises

@@ -104,9 +104,11 @@ def collect_stats(sown: Mapping) -> dict:
 
 # Evaluation defaults (measured in bench/: P1, 2026-11-23). On XLA:CPU the plain scan body copies
 # every membrane buffer at the start of each step; region-based copy insertion removes the copies
-# and ``unroll=4`` lets XLA keep the membrane chain across 4 steps: ResNet-20 0.87× the plain time
-# (B=32), VGG-16 ~0.99×, bit-identical results. Other backends get no option.
-EVAL_UNROLL = 4
+# and ``unroll=2`` lets XLA keep the membrane chain across 2 steps: ResNet-20 (B=32) 0.84× the
+# plain time at T = 8 and 32, VGG-16 (B=8) 1.00×, bit-identical results. ``unroll=4`` was faster
+# on ResNet-20 but 1.09–1.14× plain on VGG-16 (wide convs: the larger body spills). Other
+# backends get no option.
+EVAL_UNROLL = 2
 
 
 def backend_compiler_options(backend: str | None = None) -> dict:
