@@ -220,30 +220,47 @@ def markdown(records: list, meta: dict, steps) -> str:
 
 
 def plot(records: list, path: str, steps) -> None:
+    """Accuracy vs T per method: one column per net, full range on top, zoom near the ANN below.
+
+    Each method keeps its colour and marker in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(NETS), figsize=(6 * len(NETS), 4.5), sharey=True)
-    for ax, net in zip(np.atleast_1d(axes), NETS, strict=True):
-        for v in VARIANTS:
-            pts = sorted((r["T"], r["accuracy_at_T"]) for r in records if _key(r)[:2] == (net, v))
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=v)
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*Xhp"
+    style = {
+        v: {"color": colours[i % len(colours)], "marker": markers[i % len(markers)]}
+        for i, v in enumerate(VARIANTS)
+    }
+    fig, axes = plt.subplots(2, len(NETS), figsize=(6 * len(NETS), 8), sharex=True)
+    axes = np.asarray(axes).reshape(2, len(NETS))
+    for col, net in enumerate(NETS):
         ann = [r["ann_accuracy"] for r in records if r["net"] == net]
-        if ann:
-            ax.axhline(ann[0], color="k", ls="--", lw=1, label="ANN")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(steps), [str(t) for t in steps])
-        ax.set_xlabel("T (calibrated for T, read at t = T)")
-        ax.set_title(f"{net} SmallCNN, Fashion-MNIST")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("test accuracy")
-    for ax in np.atleast_1d(axes):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+        for row, ax in enumerate(axes[:, col]):
+            for v in VARIANTS:
+                pts = sorted(
+                    (r["T"], r["accuracy_at_T"]) for r in records if _key(r)[:2] == (net, v)
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), label=v, ms=5, **style[v])
+            if ann:
+                ax.axhline(ann[0], color="k", ls="--", lw=1, label="ANN")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(list(steps), [str(t) for t in steps])
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_ylim(0, 1)
+                ax.set_title(f"{net} SmallCNN, Fashion-MNIST")
+            else:
+                top = ann[0] if ann else 1.0
+                ax.set_ylim(top - 0.04, top + 0.005)
+                ax.set_title("zoom: within 4 pt of the ANN", fontsize=9)
+                ax.set_xlabel("T (calibrated for T, read at t = T)")
+        axes[0, col].legend(fontsize=7, loc="lower right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,12 +1,11 @@
 """Exact agreement with the reference PyTorch code (QCFS and SRP fixtures, see shared/reference).
 
-Every ``*.json`` in ``$JAXSNN_REFERENCE_DIR`` (default ``<repo>/../shared/reference``) is one case:
-a checkpoint (``.pth``), inputs and outputs (``.npz``) and metadata (``.json``). In float64 the
-reference's discrete events (ANN levels, spikes, SRP masks) sit far from their boundaries, so the
-float64 run must reproduce every ``*_f64`` count array **exactly** and the real-valued outputs to
-1e-9. The float32 arrays only agree statistically (other rounding orders flip near-ties; README
-"Precision"), so they are checked with tolerances.
-"""
+Every ``*.json`` in ``$JAXSNN_REFERENCE_DIR`` (default ``tests/fixtures/reference``, a copy of
+shared/reference) is one case: a checkpoint (``.pth``), inputs and outputs (``.npz``) and metadata
+(``.json``). In float64 the reference's discrete events (ANN levels, spikes, SRP masks) sit far
+from their boundaries, so the float64 run must reproduce every ``*_f64`` count array **exactly**
+and the real-valued outputs to 1e-9. The float32 arrays only agree statistically (other rounding
+orders flip near-ties; README "Precision"), so they are checked with tolerances. """
 
 import contextlib
 import dataclasses
@@ -29,7 +28,8 @@ from jaxsnn.ops import qcfs_levels
 from jaxsnn.simulate import simulate, simulate_srp
 
 ENV = "JAXSNN_REFERENCE_DIR"
-DEFAULT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+# A copy of shared/reference ships with the tests, so a clean clone (CI) checks them too.
+DEFAULT_DIR = Path(__file__).resolve().parent / "fixtures" / "reference"
 REAL_ATOL = 1e-9
 _OPTIMIZATIONS_DISABLED = jax.config.values["jax_disable_most_optimizations"]
 
