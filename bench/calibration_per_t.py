@@ -289,7 +289,11 @@ def main() -> None:
     path = args.out + ".json"
     records = _read(path)
     # A record counts as done only if it was made with the variant's current options.
-    done = {_key(r) for r in records if r.get("overrides") == VARIANTS.get(r["variant"], (0, 0))[1]}
+    done = {
+        _key(r)
+        for r in records
+        if r["variant"] in VARIANTS and r.get("overrides") == VARIANTS[r["variant"]][1]
+    }
     workdirs = {net: getattr(args, NETS[net]["workdir_flag"]) for net in NETS}
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
