@@ -113,9 +113,10 @@ def _write(path: str, records: list, meta: dict) -> list:
 
 def run_one(config, ann, variables, input_shape, macs, mesh, variant: str, T: int) -> dict:
     """Calibrates for ``T`` and evaluates on the whole test split; returns one record."""
-    from jaxsnn import data
     from jaxsnn.convert.evaluate import evaluate, summarise
     from jaxsnn.convert.pipeline import build_snn
+
+    from jaxsnn import data
     from jaxsnn.train import sharding
 
     cfg = copy.deepcopy(config)
@@ -281,8 +282,9 @@ def main() -> None:
     if unknown:
         sys.exit(f"error: --only: unknown variants {unknown}; known: {sorted(VARIANTS)}")
 
-    from jaxsnn import data
     from jaxsnn.convert.pipeline import load_ann
+
+    from jaxsnn import data
     from jaxsnn.metrics.energy import layer_macs
     from jaxsnn.train import sharding
 

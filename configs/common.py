@@ -99,35 +99,30 @@ def loop_block(config: ml_collections.ConfigDict, *, epochs: int, batch: int, ev
 def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str = "qcfs"):
     """Fields read by ``convert.py`` (all overridable: ``--config.convert.method=srp``).
 
-    method: qcfs | zero | srp | calib_max | calib_mse | calib_light | calib_advanced | burst | ssc |
-    icsnn; T: counted steps; presim: SRP's τ; checkpoint: 'best' | 'latest' | a step;
-    torch_checkpoint / torch_architecture: convert a PyTorch .pth of the QCFS/SRP code instead;
-    sweep.kind: '' (off) | 'threshold' | 'potential' over sweep.values; calibration options as in
-    :data:`jaxsnn.calibrate.pipeline.DEFAULTS` (None there = the method's own default).
+    ``method`` and its options come from the method registry (:mod:`jaxsnn.methods`; list them
+    with ``python convert.py --help_methods``): every option is a field here whose unset value
+    (``None``) means "the method's default". Besides: ``T`` (counted steps), ``checkpoint``
+    ('best' | 'latest' | a step), ``output_dir`` (run folder name; default from the method and
+    its non-default options), ``overwrite`` (replace a folder holding another conversion),
+    ``torch_checkpoint`` / ``torch_architecture`` (convert a PyTorch .pth of the QCFS/SRP code),
+    ``sweep.kind`` ('' off | 'threshold' | 'potential') over ``sweep.values``, ``progress``.
     """
-    from jaxsnn.calibrate.pipeline import DEFAULTS
+    from jaxsnn.methods import all_options
 
-    none_types = {
-        "threshold_mode": str,
-        "channel_wise": bool,
-        "max_spikes": int,
-        "desired_spikes": int,
-    }
     cc = dict(
         T=T,
         method=method,
-        presim=4,
         checkpoint="best",
         output_dir="",
+        overwrite=False,
         torch_checkpoint="",
         torch_architecture="",
-        calib_batches=7,
-        calib_batch_size=128,
         progress=True,
         sweep=ml_collections.ConfigDict(dict(kind="", values=(0.6, 0.8, 1.0, 1.2, 1.4))),
     )
-    for k, v in DEFAULTS.items():
-        cc[k] = ml_collections.config_dict.placeholder(none_types[k]) if v is None else v
+    for name, option in all_options().items():
+        if name not in cc:
+            cc[name] = ml_collections.config_dict.placeholder(option.kind)
     config.convert = ml_collections.ConfigDict(cc)
 
 

@@ -2,23 +2,29 @@
 
 Public surface::
 
-    from jaxsnn import models, convert, simulate
+    from jaxsnn import models, convert, methods, simulate
+
+Layers (each imports only from those before it): ``ops``, ``tree`` → ``neurons`` → ``models``
+→ ``convert`` → ``simulate`` → ``methods``; ``metrics``, ``progress`` and ``data`` stand alone;
+``train`` builds on ``models``/``data``; ``cli`` (the command-line engine) sits on top.
 """
 
-from jaxsnn import convert, metrics, models, neurons, ops, simulate
+from jaxsnn import convert, methods, metrics, models, neurons, ops, simulate, tree
 from jaxsnn.convert import init_membrane, make_snn_model
 from jaxsnn.simulate import simulate as run_snn
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "convert",
     "init_membrane",
     "make_snn_model",
+    "methods",
     "metrics",
     "models",
     "neurons",
     "ops",
     "run_snn",
     "simulate",
+    "tree",
 ]

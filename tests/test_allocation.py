@@ -10,18 +10,17 @@ import pytest
 from hypothesis import given, settings
 
 from jaxsnn import convert, models
-from jaxsnn.calibrate import (
+from jaxsnn.methods.allocation import (
     allocate_caps,
     allocate_ratios,
-    build_snn_params,
-    determine_thresholds,
     frontier_search,
-    make_burst_snn,
     sensitivity_tables,
     symmetric_kl,
 )
-from jaxsnn.calibrate.snn import activation_layers, ann_activations, layer_leaves, run_snn
-from jaxsnn.models import ReLU
+from jaxsnn.methods.common import simulate_from, snn_model, snn_params
+from jaxsnn.methods.thresholds import determine_thresholds
+from jaxsnn.models import ReLU, activation_layers, ann_activations
+from jaxsnn.tree import layer_leaves
 
 
 def _brute_force(costs, values, budget):
@@ -174,8 +173,8 @@ def test_sensitivity_tables_consistent_with_baseline():
     layers = activation_layers(ann, variables, x.shape)
     folded = convert.fold_batchnorm(variables["params"], variables["batch_stats"])
     thresholds = determine_thresholds(ann, variables, [x], num_steps=T, mode="max")
-    model = make_burst_snn(ann, shift=1 / (2 * T))
-    params = build_snn_params(model, folded, thresholds, m0, x.shape)
+    model, _ = snn_model(ann, shift=1 / (2 * T), per_channel=True)
+    params = snn_params(model, folded, thresholds, m0, x.shape)
     ann_logits, _ = ann_activations(ann, variables, x)
     membrane = convert.init_membrane(model, x.shape, "zero")
     sens, energy = sensitivity_tables(
@@ -191,7 +190,8 @@ def test_sensitivity_tables_consistent_with_baseline():
         base_cap=m0,
         chunk=2,
     )
-    logits, final = run_snn(model, params, {k: 0.0 for k in layers}, x, T)
+    out = simulate_from(model, params, {k: 0.0 for k in layers}, x, T)
+    logits, final = out.cumulative[-1] / T, out.membrane
     base_kl = float(symmetric_kl(logits, ann_logits))
     np.testing.assert_allclose(sens[:, 2], base_kl, rtol=1e-5, atol=1e-7)
     counts = [float(jnp.sum(layer_leaves(final, "count")[k])) for k in layers]

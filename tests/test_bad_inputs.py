@@ -6,6 +6,7 @@ The conversion cases reuse the session's tiny trained run (``trained`` in confte
 """
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -20,10 +21,9 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxsnn import convert, data, models
-from jaxsnn.calibrate import pipeline as calib
-from jaxsnn.convert import pipeline
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import convert, data, methods, models
+from jaxsnn import tree as tree_lib
+from jaxsnn.cli import convert as engine
 from jaxsnn.convert.torch_import import build_model as build_reference_model
 from jaxsnn.convert.torch_import import import_state_dict, torch_prefix
 from jaxsnn.simulate import simulate, simulate_srp
@@ -34,13 +34,17 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _snapshot(root):
-    """Every path under ``root`` with its size and mtime (``None``: ``root`` does not exist)."""
+    """Every path under ``root`` with its size and mtime (``None``: ``root`` does not exist).
+
+    The run's log file (``jaxsnn.log``, where the command-line tools record every failure) is
+    not an output and is left out."""
     root = pathlib.Path(root)
     if not root.exists():
         return None
     return sorted(
         (str(p.relative_to(root)), 0 if p.is_dir() else p.stat().st_size, p.stat().st_mtime_ns)
         for p in root.rglob("*")
+        if p.name != "jaxsnn.log"
     )
 
 
@@ -72,7 +76,7 @@ def _configured(config, **overrides) -> ml_collections.ConfigDict:
 def _run(entry: str, config, workdir):
     if entry == "train":
         return loop.train_and_evaluate(config, workdir)
-    return pipeline.convert_and_evaluate(config, workdir)
+    return engine.convert_and_evaluate(config, workdir)
 
 
 def _setup(entry: str, trained, tmp_path):
@@ -166,9 +170,8 @@ def test_non_positive_timesteps(trained, tiny_snn, entry, steps):
             simulate(snn, params, convert.init_membrane(snn, x.shape), x, num_steps=steps)
         return
     config, workdir = trained
-    with _rejected(
-        ValueError, f"config.convert.T: must be a positive integer, got {steps}", workdir
-    ):
+    expected = f"got {steps}" if isinstance(steps, int) else ""
+    with _rejected(ValueError, f"config.convert.T: must be an integer >= 1, {expected}", workdir):
         _run("convert", _configured(config, **{"convert.T": steps}), workdir)
 
 
@@ -182,7 +185,7 @@ def test_negative_presim(trained, tiny_snn, entry):
         return
     config, workdir = trained
     config = _configured(config, **{"convert.method": "srp", "convert.presim": -1})
-    with _rejected(ValueError, "config.convert.presim: tau must be an integer >= 0", workdir):
+    with _rejected(ValueError, "config.convert.presim: must be an integer >= 0, got -1", workdir):
         _run("convert", config, workdir)
 
 
@@ -286,7 +289,7 @@ def test_corrupted_checkpoint_on_convert(trained, tmp_path, caplog, case):
         warnings = [r.getMessage() for r in caplog.records if "is unreadable" in r.getMessage()]
         assert len(warnings) == 1 and f"{ckpts / '4'} is unreadable" in warnings[0], warnings
         assert "converting step 2 instead" in warnings[0]
-        assert sorted(p.name for p in workdir.iterdir()) == ["checkpoints", "snn_qcfs"]
+        assert sorted(p.name for p in workdir.iterdir()) == ["checkpoints", "snn_qcfs-T2"]
         assert sorted(p.name for p in ckpts.iterdir()) == ["2", "4"]
         return
     if case == "only_checkpoint":
@@ -342,20 +345,20 @@ def test_bad_threshold_is_rejected_with_layer_name(trained, tiny_snn, monkeypatc
         with _rejected(ValueError, field):
             convert.to_snn_params(params, thresholds)
         return
-    real = calib.calibrate
+    real = methods.convert
 
     def calibrate_with_bad_threshold(*args, **kwargs):
         result = real(*args, **kwargs)
         poisoned = tree_lib.map_with_path(
             lambda p, v: jnp.full_like(v, bad) if p == "fc1_act/threshold" else v, result.params
         )
-        return result._replace(params=poisoned)
+        return dataclasses.replace(result, params=poisoned)
 
     def evaluate(*args, **kwargs):
         raise AssertionError("simulated an SNN with an invalid threshold")
 
-    monkeypatch.setattr(calib, "calibrate", calibrate_with_bad_threshold)
-    monkeypatch.setattr(pipeline, "evaluate", evaluate)
+    monkeypatch.setattr(methods, "convert", calibrate_with_bad_threshold)
+    monkeypatch.setattr(engine, "evaluate", evaluate)
     config, workdir = trained
     config = _configured(
         config,
@@ -456,7 +459,7 @@ def test_cli_prints_one_line_error_and_exits_2(trained, tmp_path, script):
     if script == "convert.py":
         command = [sys.executable, "convert.py", *args, f"--workdir={workdir}"]
         command.append("--config.convert.T=0")
-        field = "error: config.convert.T: must be a positive integer, got 0"
+        field = "error: config.convert.T: must be an integer >= 1, got 0"
     else:
         workdir = tmp_path / "run"
         command = [sys.executable, "-c", _POISONED_TRAIN, *args, f"--workdir={workdir}"]

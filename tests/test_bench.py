@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ lives at 
 from bench import common, fastsim, p1, report  # noqa: E402
 from jaxsnn import convert as convert_lib  # noqa: E402
 from jaxsnn.models import get_model  # noqa: E402
-from jaxsnn.neurons import Burst  # noqa: E402
+from jaxsnn.neurons import IF  # noqa: E402
 from jaxsnn.simulate import simulate  # noqa: E402
 
 REQUIRED = {
@@ -75,7 +75,7 @@ def test_time_folded_keeps_every_membrane_variable():
     """Burst neurons, per-channel θ, SRP mask, spike counts: the layer's own code runs them all."""
     ann = get_model("_CNNTiny", num_classes=10)
     snn = convert_lib.make_snn_model(
-        ann, Burst(2, 0.1), per_channel=True, masked=True, track_counts=True
+        ann, IF(2, 0.1), per_channel=True, masked=True, track_counts=True
     )
     k_init, k_x, k_mask = jax.random.split(jax.random.key(0), 3)
     images = jax.random.uniform(k_x, (3, 8, 8, 1), jnp.float32)

@@ -1,18 +1,15 @@
-"""Burst (AdaFire/CAL) neuron: exact invariant I-3 and equivalence with the shared Burst kernel."""
+"""Burst (AdaFire/CAL) neuron: the IF layer with a cap and a θ/(2T) shift; exact invariant I-3."""
 
 import functools
 
 import hypothesis.strategies as st
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 from hypothesis import given, settings
 
-from jaxsnn import convert, models
-from jaxsnn.calibrate import BurstActivation, build_snn_params, make_burst_snn
-from jaxsnn.models import QCFS
-from jaxsnn.neurons import Burst
+from jaxsnn import convert
+from jaxsnn.neurons import IF, SpikingActivation
 from jaxsnn.ops import qcfs
 from jaxsnn.simulate import simulate
 
@@ -26,7 +23,8 @@ class _OneLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, train=False):
-        return BurstActivation(shift=self.shift, name="act")(x)
+        neuron = IF(shift=self.shift)
+        return SpikingActivation(neuron, per_channel=True, track_counts=True, name="act")(x)
 
 
 def _one_layer_run(num_steps, theta, cap, z):
@@ -63,31 +61,43 @@ def test_invariant_i3_burst_counts_and_qcfs(log_t, cap, log_theta, numerators):
     np.testing.assert_array_equal(average, qcfs(z, jnp.float32(cap * theta), cap * T))
 
 
-def test_traced_cap_matches_shared_burst_kernel():
-    """BurstActivation with a uniform cap is bit-for-bit SpikingActivation(Burst(M, 1/(2T)))."""
-    key = jax.random.key(3)
-    ann = models.get_model(
-        "_VGGTiny", num_classes=5, act=functools.partial(QCFS, levels=4, init_threshold=1.0)
-    )
-    variables = models.init_variables(ann, key, (4, 8, 8, 3))
-    x = jax.random.normal(jax.random.fold_in(key, 1), (4, 8, 8, 3))
-    folded = convert.fold_batchnorm(variables["params"], variables["batch_stats"])
-    lam = convert.extract_thresholds(folded)
-    widths = {"block1_conv1_act": 4, "block2_conv1_act": 8, "fc1_act": 16, "fc2_act": 16}
-    thresholds = {k: jnp.linspace(0.5, 1.5, widths[k]) * lam[k] for k in lam}
-    T, cap = 8, 3
-    ref_model = convert.make_snn_model(
-        ann, Burst(cap, shift=1 / (2 * T)), per_channel=True, track_counts=True
-    )
-    ref = simulate(
-        ref_model,
-        convert.to_snn_params(folded, thresholds),
-        convert.init_membrane(ref_model, x.shape, "zero"),
-        x,
-        num_steps=T,
-    )
-    model = make_burst_snn(ann, shift=1 / (2 * T))
-    params = build_snn_params(model, folded, thresholds, cap, x.shape)
-    out = simulate(model, params, convert.init_membrane(model, x.shape, "zero"), x, num_steps=T)
-    np.testing.assert_array_equal(out.cumulative, ref.cumulative)
-    assert float(jnp.sum(out.cumulative != 0)) > 0
+class _TwoLayers(nn.Module):
+    """Two burst layers in a row (the second integrates the first's output ``spikes·θ₁``)."""
+
+    shift: float
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        layer = functools.partial(SpikingActivation, IF(shift=self.shift), per_channel=True)
+        return layer(name="act2")(layer(name="act1")(x))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    caps=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    numerators=st.lists(st.integers(-20, 100), min_size=CHANNELS, max_size=CHANNELS),
+)
+def test_per_layer_traced_caps_follow_the_burst_rule(caps, numerators):
+    """Each layer's ``max_spikes`` parameter is its own cap: both layers follow
+    ``u += x/θ + δ; s = clip(⌊u⌋, 0, M_l); u -= s`` (numpy, dyadic values: exact)."""
+    T, shift = 4, 1 / 8
+    x = np.asarray(numerators, np.float32)[None, :] / 16
+    thetas = (np.float32(0.5), np.float32(0.25))
+    params = {
+        f"act{i + 1}": {"threshold": jnp.full((CHANNELS,), th), "max_spikes": jnp.float32(m)}
+        for i, (th, m) in enumerate(zip(thetas, caps, strict=True))
+    }
+    model = _TwoLayers(shift=shift)
+    membrane = convert.init_membrane(model, x.shape, "zero")
+    out = simulate(model, params, membrane, jnp.asarray(x), num_steps=T, unroll=1)
+    u = [np.zeros_like(x), np.zeros_like(x)]
+    total = np.zeros_like(x)
+    for t in range(T):
+        signal = x
+        for i in range(2):
+            u[i] = u[i] + signal / thetas[i] + np.float32(shift)
+            s = np.clip(np.floor(u[i]), 0, caps[i])
+            u[i] = u[i] - s
+            signal = s * thetas[i]
+        total = total + signal
+        np.testing.assert_array_equal(np.asarray(out.cumulative[t]), total)

@@ -1,43 +1,32 @@
-"""Calibration family: layer plumbing, thresholds (I-9), corrections (I-10), IC-SNN, calibrate()."""
+"""Calibration family: layer plumbing, thresholds (I-9), corrections (I-10), IC-SNN, the methods."""
 
 import functools
 import json
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import linen as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxsnn import convert, models
-from jaxsnn.calibrate import (
+from jaxsnn import convert, methods, models
+from jaxsnn.methods.common import simulate_from
+from jaxsnn.methods.correction import _surrogate, bias_calibration, potential_calibration
+from jaxsnn.methods.thresholds import (
     DEAD_LAYER_THRESHOLD,
-    METHODS,
-    BurstActivation,
-    activation_layers,
-    ann_activations,
     batch_threshold,
-    bias_calibration,
-    build_snn_params,
-    calibrate,
-    compensated_logits,
-    compensated_rate,
     determine_thresholds,
-    make_burst_snn,
     mse_candidates,
-    potential_calibration,
-    producer_of,
-    spike_rates,
     surrogate,
 )
-from jaxsnn.calibrate.correction import _surrogate
-from jaxsnn.calibrate.snn import layer_leaves, run_snn
-from jaxsnn.models import QCFS, ReLU
-from jaxsnn.neurons import Burst
-from jaxsnn.simulate import simulate
+from jaxsnn.models import QCFS, ReLU, activation_layers, ann_activations, producer_of
+from jaxsnn.neurons import IF, SpikingActivation
+from jaxsnn.simulate import compensated_logits, compensated_rate, simulate, spike_rates
+from jaxsnn.tree import layer_leaves
+
+CALIBRATION_METHODS = [m for m in methods.names() if methods.get(m).needs_data]
 
 SHAPE = (16, 8, 8, 3)
 T = 8
@@ -80,10 +69,10 @@ def _errors(result, ann, variables, x):
     return float(per_channel), float(per_position)
 
 
-def _run(arch, **cfg):
+def _run(arch, name, **options):
     ann, variables, x = _setup(arch)
     batch = {"image": x, "label": jnp.arange(SHAPE[0]) % 5}
-    return calibrate(ml_collections.ConfigDict(cfg), ann, variables, [batch], num_steps=T)
+    return methods.convert(name, ann, variables, [batch], {**options, "T": T})
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -161,8 +150,9 @@ def _burst_snn(arch):
     layers = activation_layers(ann, variables, SHAPE)
     folded = convert.fold_batchnorm(variables["params"], variables["batch_stats"])
     thresholds = determine_thresholds(ann, variables, [x], num_steps=T, mode="mse")
-    model = make_burst_snn(ann, shift=1 / (2 * T))
-    params = build_snn_params(model, folded, thresholds, 1, SHAPE)
+    model = convert.make_snn_model(ann, IF(shift=1 / (2 * T)), per_channel=True, track_counts=True)
+    shapes = convert.threshold_shapes(model, SHAPE)
+    params = convert.to_snn_params(folded, thresholds, 1, shapes=shapes)
     return model, params, layers, ann_activations(ann, variables, x)[1], x
 
 
@@ -170,7 +160,7 @@ def test_first_layer_corrections_follow_the_formulas():
     """I-10: b ← b − (S̄ − Ā) per channel; u0 = T(Ā − S̄)/θ per neuron position."""
     model, params, layers, acts, x = _burst_snn("_ResNetTiny")
     zero = {k: 0.0 for k in layers}
-    _, membrane = run_snn(model, params, zero, x, T)
+    membrane = simulate_from(model, params, zero, x, T).membrane
     s, a = spike_rates(params, membrane, T)["stem_act"], acts["stem_act"]
     new = bias_calibration(model, params, zero, x, acts, layers=layers[:1], num_steps=T)
     np.testing.assert_allclose(
@@ -190,9 +180,9 @@ def test_first_layer_corrections_follow_the_formulas():
 def test_calibration_reduces_conversion_error():
     """On the calibration batch: light < none (per-channel mean error), advanced < light < none
     (per-position mean error) at the last hidden layer of a residual net."""
-    none = _errors(_run("_ResNetTiny", name="calib_mse"), *_setup("_ResNetTiny"))
-    light = _errors(_run("_ResNetTiny", name="calib_light"), *_setup("_ResNetTiny"))
-    advanced = _errors(_run("_ResNetTiny", name="calib_advanced"), *_setup("_ResNetTiny"))
+    none = _errors(_run("_ResNetTiny", "calib_mse"), *_setup("_ResNetTiny"))
+    light = _errors(_run("_ResNetTiny", "calib_light"), *_setup("_ResNetTiny"))
+    advanced = _errors(_run("_ResNetTiny", "calib_advanced"), *_setup("_ResNetTiny"))
     assert light[0] < none[0]
     assert advanced[1] < light[1] < none[1]
 
@@ -200,7 +190,7 @@ def test_calibration_reduces_conversion_error():
 def test_weight_calibration_only_changes_producer_kernels():
     result = _run(
         "_CNNTiny",
-        name="calib_advanced",
+        "calib_advanced",
         weight_calib_iters=3,
         weight_calib_lr=1e-2,
         weight_calib_batch=4,
@@ -228,7 +218,7 @@ def test_weight_calibration_fits_the_neuron_it_calibrates(log_t, cap, log_theta,
     constant input, exactly; the reference surrogate (no ½) is half a level below it."""
     num_steps, theta = 2**log_t, jnp.float32(2.0**log_theta)
     z = jnp.asarray(np.asarray(numerators) / 16, jnp.float32) * theta  # dyadic: exact
-    neuron = Burst(cap, 1 / (2 * num_steps))
+    neuron = IF(max_spikes=cap, shift=1 / (2 * num_steps))
 
     def step(state, _):
         spikes, state = neuron.step(z, state, threshold=theta)
@@ -249,8 +239,8 @@ def test_weight_calibration_fits_the_neuron_it_calibrates(log_t, cap, log_theta,
 
 
 def test_icsnn_a2_reduces_rate_error_vs_a1():
-    a1 = _errors(_run("_ResNetTiny", name="icsnn", icsnn_init="a1"), *_setup("_ResNetTiny"))
-    a2 = _errors(_run("_ResNetTiny", name="icsnn"), *_setup("_ResNetTiny"))
+    a1 = _errors(_run("_ResNetTiny", "icsnn", icsnn_init="a1"), *_setup("_ResNetTiny"))
+    a2 = _errors(_run("_ResNetTiny", "icsnn"), *_setup("_ResNetTiny"))
     assert a2[1] < a1[1]
 
 
@@ -261,8 +251,7 @@ def test_icsnn_a1_on_a_qcfs_ann_is_the_plain_qcfs_conversion():
     )
     variables = models.init_variables(ann, jax.random.key(1), SHAPE)
     _, _, x = _setup("_CNNTiny")
-    cfg = ml_collections.ConfigDict({"name": "icsnn", "icsnn_init": "a1"})
-    result = calibrate(cfg, ann, variables, [{"image": x}], num_steps=T)
+    result = methods.convert("icsnn", ann, variables, [{"image": x}], {"icsnn_init": "a1", "T": T})
     assert result.membrane_init == "half" and result.fields["threshold_mode"] == "ann_lambda"
     ref_model, ref_params = convert.convert(ann, variables, track_counts=True)
     ref = simulate(ref_model, ref_params, convert.init_membrane(ref_model, SHAPE), x, num_steps=T)
@@ -275,7 +264,7 @@ def test_icsnn_a1_on_a_qcfs_ann_is_the_plain_qcfs_conversion():
 class _OneIF(nn.Module):
     @nn.compact
     def __call__(self, x, train=False):
-        return BurstActivation(shift=0.0, name="act")(x)
+        return SpikingActivation(per_channel=True, track_counts=True, name="act")(x)
 
 
 def test_a3_compensated_rate_is_the_mean_input():
@@ -294,7 +283,7 @@ def test_a3_compensated_rate_is_the_mean_input():
 
 
 def test_compensated_logits_apply_the_readout_to_the_compensated_rate():
-    result = _run("_CNNTiny", name="icsnn")
+    result = _run("_CNNTiny", "icsnn")
     assert result.fields["compensation_layer"] == "fc1_act"
     _, _, x = _setup("_CNNTiny")
     membrane0 = convert.init_membrane(result.model, x.shape, result.membrane_init)
@@ -319,20 +308,23 @@ def test_compensated_logits_apply_the_readout_to_the_compensated_rate():
 # --------------------------------------------------------------------------- entry point
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", CALIBRATION_METHODS)
 def test_calibrate_every_method(name):
     arch = "_ResNetTiny" if name in ("burst", "ssc") else "_CNNTiny"
-    result = _run(
-        arch,
-        method=name,
-        initial_spikes=3,
-        max_spikes=2,
-        min_spikes=1,
-        ssc_ratios=(1.0, 2.0, 4.0),
-        spike_budget_ratio=1.0,
-        threshold_ratio=2.0,
-        iat=name == "ssc",
-    )
+    options = {
+        k: v
+        for k, v in dict(
+            initial_spikes=3,
+            max_spikes=2,
+            min_spikes=1,
+            ssc_ratios=(1.0, 2.0, 4.0),
+            spike_budget_ratio=1.0,
+            threshold_ratio=2.0,
+            iat=name == "ssc",
+        ).items()
+        if k in methods.get(name).defaults()
+    }
+    result = _run(arch, name, **options)
     fields = json.loads(json.dumps(result.fields))
     assert fields["method"] == name
     _, _, x = _setup(arch)
@@ -350,10 +342,10 @@ def test_calibrate_every_method(name):
         assert energy[np.arange(len(chosen)), chosen].sum() <= fields["spike_budget"]
     if name == "ssc":
         assert set(fields["ssc_ratios"].values()) <= {1.0, 2.0, 4.0}
-        assert len(fields["iat_thresholds"]) == T
+        assert len(result.iat["thresholds"]) == T
     with pytest.raises(ValueError, match="method"):
-        _run(arch, name="qcfs")
-    with pytest.raises(ValueError, match="desired_spikes"):
-        _run(arch, name="burst", initial_spikes=3, max_spikes=5)
+        _run(arch, "no_such_method")
+    with pytest.raises(ValueError, match="max_spikes"):
+        _run(arch, "burst", initial_spikes=3, max_spikes=5)
     with pytest.raises(ValueError, match="weight_calib_rounding"):
-        _run(arch, name="calib_advanced", weight_calib_rounding="nearest")
+        _run(arch, "calib_advanced", weight_calib_rounding="nearest")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxsnn import convert, models
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
 from jaxsnn.models import QCFS, ReLU
 
 ARCH_INPUTS = [

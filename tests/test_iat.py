@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from jaxsnn.calibrate import (
+from jaxsnn.methods.iat import (
+    IATSums,
     fit_iat_thresholds,
     iat_predict,
     iat_scores,
@@ -18,7 +19,6 @@ from jaxsnn.calibrate import (
     iat_sums,
     iat_thresholds_from_statistics,
 )
-from jaxsnn.calibrate.iat import IATSums
 
 
 def test_hand_made_exits():

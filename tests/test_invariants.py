@@ -17,7 +17,7 @@ Invariant → tests (``inv`` = this file, ``more`` = tests/test_invariants_more.
        inv::test_qcfs_input_gradient_is_a_mask_up_to_rounding; test_ops.py (boundaries, grid,
        reference gradients at fixed points).
 - I-3  burst neuron = QCFS(Mθ, MT): test_burst.py::test_invariant_i3_burst_counts_and_qcfs
-       (BurstActivation); inv::test_burst_kernel_counts_and_cal_final_count (neurons.Burst,
+       (the spiking layer); inv::test_burst_kernel_counts_and_cal_final_count (the kernel,
        M = 1 vs I-1 final / intermediate counts).
 - I-4  SRP one layer: inv::test_srp_single_layer_constant_input (also: all masks 1 → plain run),
        inv::test_srp_silences_the_exact_tie_example,
@@ -60,7 +60,7 @@ from hypothesis import strategies as st
 
 from jaxsnn import convert, metrics
 from jaxsnn.models import QCFS
-from jaxsnn.neurons import IF, Burst, Neuron, SpikingActivation
+from jaxsnn.neurons import IF, SpikingActivation
 from jaxsnn.ops import qcfs, qcfs_levels
 from jaxsnn.simulate import simulate, simulate_srp
 
@@ -78,7 +78,7 @@ class _OneLayer(nn.Module):
 class _Layer(nn.Module):
     """One spiking layer (counts tracked) fed the input directly."""
 
-    neuron: Neuron = IF()
+    neuron: IF = IF()
     masked: bool = False
     per_channel: bool = True
 
@@ -91,6 +91,11 @@ class _Layer(nn.Module):
             track_counts=True,
             name="act",
         )(x)
+
+
+def _params(theta, cap=1) -> dict:
+    """A spiking layer's params: threshold θ and spike cap M."""
+    return {"threshold": theta, "max_spikes": jnp.asarray(cap, jnp.result_type(theta))}
 
 
 def _steps(num_steps: int) -> np.ndarray:
@@ -122,7 +127,7 @@ def test_if_layer_rate_is_qcfs_at_every_step(num_steps, log_theta, numerators, k
     z, lam = jnp.asarray((c * theta)[None], F32), jnp.asarray(theta, F32)
     model = _Layer()
     membrane = convert.init_membrane(model, z.shape, "half")
-    out = simulate(model, {"act": {"threshold": lam}}, membrane, z, num_steps=num_steps)
+    out = simulate(model, {"act": _params(lam)}, membrane, z, num_steps=num_steps)
     t = _steps(num_steps)
     counts = np.clip(np.floor(t * c + 0.5), 0, t)
     np.testing.assert_array_equal(out.cumulative[:, 0], counts * theta)
@@ -256,7 +261,7 @@ def _kernel_run(neuron, x, theta, v0, *, num_steps):
     numerators=st.lists(st.integers(-40, 200), min_size=8, max_size=8),
 )
 def test_burst_kernel_counts_and_cal_final_count(log_t, cap, log_theta, k, numerators):
-    """I-3 on ``neurons.Burst``: mem(0) = 0, shift θ/(2T), cap M, constant z:
+    """I-3 on the kernel ``IF(M, shift=1/(2T))``: mem(0) = 0, shift θ/(2T), cap M, constant z:
     N(t) = clip(⌊t(z/θ + 1/(2T))⌋, 0, tM) for t ≤ T, N(T) = clip(⌊Tz/θ + ½⌋, 0, TM). M = 1 (CAL)
     ends on the I-1 count of IF(v0 = θ/2), with the I-3 (not the I-1) intermediate counts."""
     num_steps, theta = 2**log_t, F32(2.0**log_theta)
@@ -267,7 +272,7 @@ def test_burst_kernel_counts_and_cal_final_count(log_t, cap, log_theta, k, numer
     final = np.clip(np.floor(num_steps * c + 0.5), 0, None)
     cal = None
     for m in sorted({cap, 1}):
-        counts, _ = _kernel_run(Burst(m, shift), x, theta, 0.0, num_steps=num_steps)
+        counts, _ = _kernel_run(IF(m, shift), x, theta, 0.0, num_steps=num_steps)
         np.testing.assert_array_equal(counts, np.clip(np.floor(t * (c + shift)), 0, t * m))
         np.testing.assert_array_equal(counts[-1], np.minimum(final, num_steps * m))
         cal = counts if m == 1 else cal
@@ -291,7 +296,7 @@ def test_srp_single_layer_constant_input(m, k, tau, num_steps):
     τ = 0, or every mask 1, gives the plain QCFS run. I-5: τ + T forward calls."""
     c = np.asarray(m, np.float64) / 2**k  # z/θ, dyadic: exact in float32
     x = jnp.asarray(c, jnp.float32)[None, :]
-    params = {"act": {"threshold": jnp.float32(1.0)}}
+    params = {"act": _params(jnp.float32(1.0))}
     out = simulate_srp(_OneLayer(), params, x, presim=tau, num_steps=num_steps, stats=True)
     n_tau = np.clip(np.floor(tau * c + 0.5), 0, tau)
     residual = 0.5 + tau * c - n_tau
@@ -308,7 +313,7 @@ def test_srp_single_layer_constant_input(m, k, tau, num_steps):
 def test_srp_silences_the_exact_tie_example():
     """Spec example: τ = 4, c = 1/8 leaves r = 0 exactly, so the neuron is silenced."""
     x = jnp.asarray([[0.125]], jnp.float32)
-    params = {"act": {"threshold": jnp.float32(1.0)}}
+    params = {"act": _params(jnp.float32(1.0))}
     out = simulate_srp(_OneLayer(), params, x, presim=4, num_steps=8)
     assert float(out.sim.cumulative[-1, 0, 0]) == 0.0
 
@@ -334,7 +339,7 @@ def test_srp_silencing_interval_and_masked_dynamics(log_tau, num_steps, log_thet
     theta = F32(2.0**log_theta)
     x = jnp.asarray(c[None], F32) * theta
     model = _Layer(masked=True)
-    params = {"act": {"threshold": jnp.full((6,), theta)}}
+    params = {"act": _params(jnp.full((6,), theta))}
     out = simulate_srp(model, params, x, presim=tau, num_steps=num_steps)
     silenced = (_DELTAS >= 0) & (_DELTAS <= 1e-3)  # the spec's interval
     n_tau = np.clip(np.floor(tau * c + 0.5), 0, tau)
@@ -356,7 +361,7 @@ _NORMALISATION_STEPS = 8
 @given(
     xs=st.lists(st.floats(-8, 8, width=32), min_size=24, max_size=24),
     lam=st.floats(1 / 64, 16, width=32),
-    neuron=st.sampled_from([IF(), Burst(3, shift=1 / (2 * _NORMALISATION_STEPS))]),
+    neuron=st.sampled_from([IF(), IF(3, shift=1 / (2 * _NORMALISATION_STEPS))]),
 )
 def test_threshold_normalisation_is_bit_exact(xs, lam, neuron):
     """I-7: a layer with (layer-wise) threshold θ on input x emits exactly θ × (the same layer with
@@ -368,11 +373,11 @@ def test_threshold_normalisation_is_bit_exact(xs, lam, neuron):
     x = np.asarray(xs, np.float32).reshape(2, 2, 2, 3)
     theta = np.float32(lam)
     model = _Layer(neuron=neuron, per_channel=False)
-    mode = "half" if isinstance(neuron, IF) else "zero"
+    mode = "half" if neuron.max_spikes == 1 else "zero"
     membrane = convert.init_membrane(model, x.shape, mode)
 
     def run(threshold, inputs):
-        params = {"act": {"threshold": jnp.asarray(threshold, F32)}}
+        params = {"act": _params(jnp.asarray(threshold, F32), neuron.max_spikes)}
         return simulate(
             model, params, membrane, jnp.asarray(inputs), num_steps=_NORMALISATION_STEPS
         )
@@ -397,7 +402,7 @@ def test_normalised_neurons_equal_raw_unit_neurons(log_t, log_theta, k, numerato
     z = np.asarray(numerators, np.float64) / 2**k * theta
     x = jnp.asarray(z, F32)
     shift = 1 / (2 * num_steps)
-    for neuron, u0, delta, m in [(IF(), 0.5, 0.0, 1), (Burst(cap, shift), 0.0, shift, cap)]:
+    for neuron, u0, delta, m in [(IF(), 0.5, 0.0, 1), (IF(cap, shift), 0.0, shift, cap)]:
         counts, u = _kernel_run(neuron, x, F32(theta), u0, num_steps=num_steps)
         v, total, raw_counts = u0 * theta, np.zeros_like(z), []
         for _ in range(num_steps):  # raw units: charge, fire, subtract what was fired

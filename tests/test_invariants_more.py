@@ -17,23 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxsnn import convert
-from jaxsnn.calibrate import (
+from jaxsnn.methods.common import snn_model, snn_params
+from jaxsnn.methods.correction import bias_calibration, potential_calibration
+from jaxsnn.methods.iat import fit_iat_thresholds, iat_predict, iat_summary, iat_sums
+from jaxsnn.methods.thresholds import (
     DEAD_LAYER_THRESHOLD,
-    ann_activations,
     batch_threshold,
-    bias_calibration,
-    build_snn_params,
     determine_thresholds,
-    fit_iat_thresholds,
-    iat_predict,
-    iat_summary,
-    iat_sums,
-    make_burst_snn,
     mse_candidates,
-    potential_calibration,
     surrogate,
 )
-from jaxsnn.models import ReLU
+from jaxsnn.models import ReLU, ann_activations
 from jaxsnn.models.layers import ConvBN
 
 F32 = jnp.float32
@@ -252,7 +246,7 @@ class _MLP2(nn.Module):
 @functools.cache
 def _calibration_models(num_steps: int):
     ann = _MLP2()
-    return ann, make_burst_snn(ann, shift=1 / (2 * num_steps))
+    return ann, snn_model(ann, shift=1 / (2 * num_steps), per_channel=True)[0]
 
 
 def _reference_counts(params, u0, x, thetas, cap, num_steps):
@@ -305,7 +299,7 @@ def test_calibration_is_sequential_and_exact(log_t, cap, data):
     ann_acts = {"fc1_act": a1, "fc2_act": a2}
     for layer, a in ann_acts.items():
         np.testing.assert_array_equal(acts[layer], a)
-    params = build_snn_params(snn, variables["params"], thetas, cap, images.shape)
+    params = snn_params(snn, variables["params"], thetas, cap, images.shape)
     zero = {layer: 0.0 for _, layer in _LAYERS}
     layers = [layer for _, layer in _LAYERS]
 

@@ -1,13 +1,16 @@
-"""IF and burst kernels: single-step dynamics and the QCFS↔IF equivalence (spec I-1)."""
+"""The IF kernel (cap 1: binary IF; cap M: burst): single steps, the QCFS↔IF equivalence (I-1)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxsnn.neurons import IF, Burst, NeuronState
+from jaxsnn import convert
+from jaxsnn.neurons import IF, NeuronState, SpikingActivation
 from jaxsnn.ops import qcfs
+from jaxsnn.simulate import simulate
 
 
 def test_if_step_charge_fire_soft_reset():
@@ -21,7 +24,7 @@ def test_if_step_charge_fire_soft_reset():
 
 
 def test_burst_step_caps_spikes_and_subtracts_what_it_fired():
-    neuron = Burst(max_spikes=3, shift=0.0)
+    neuron = IF(max_spikes=3)
     state = NeuronState(jnp.zeros(3, jnp.float32))
     spikes, state = neuron.step(jnp.array([2.5, 7.0, -1.0]), state, threshold=jnp.float32(1.0))
     np.testing.assert_array_equal(spikes, [2, 3, 0])
@@ -65,3 +68,36 @@ def test_zero_initial_potential_breaks_the_equivalence():
     neuron = IF()
     s, _ = neuron.step(jnp.float32(0.5), neuron.init_state((), jnp.float32, 0.0), threshold=1.0)
     assert float(s) == 0.0 and float(qcfs(jnp.float32(0.5), jnp.float32(1.0), 1)) == 1.0
+
+
+def test_traced_cap_overrides_the_kernel_default():
+    """The layer passes its ``max_spikes`` parameter: cap 2 given to an ``IF()`` kernel bursts."""
+    state = NeuronState(jnp.zeros(2, jnp.float32))
+    spikes, _ = IF().step(jnp.array([2.5, 0.5]), state, threshold=1.0, max_spikes=jnp.float32(2))
+    np.testing.assert_array_equal(spikes, [2, 0])
+
+
+class _Layer(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return SpikingActivation(track_counts=True, name="act")(x)
+
+
+def test_cap_one_layer_is_the_binary_if_rule_bit_for_bit():
+    """The one spiking layer with cap 1 reproduces ``u += x/θ; s = 1[u ≥ 1]; u -= s`` exactly on
+    arbitrary (non-dyadic) float32 inputs: the IF neuron is the burst neuron with cap 1."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.3, 1.0, (4, 64)).astype(np.float32)
+    theta = np.float32(0.731)
+    params = {"act": {"threshold": jnp.asarray(theta), "max_spikes": jnp.float32(1)}}
+    membrane = convert.init_membrane(_Layer(), x.shape, "half")
+    out = simulate(_Layer(), params, membrane, jnp.asarray(x), num_steps=16, unroll=1)
+    u = np.full_like(x, 0.5)
+    total = np.zeros_like(x)
+    for t in range(16):
+        u = u + x / theta
+        s = (u >= 1).astype(np.float32)
+        u = u - s
+        total = total + s * theta
+        np.testing.assert_array_equal(np.asarray(out.cumulative[t]), total)
+    np.testing.assert_array_equal(np.asarray(out.membrane["act"]["v"]), u)

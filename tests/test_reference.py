@@ -5,7 +5,7 @@ shared/reference) is one case: a checkpoint (``.pth``), inputs and outputs (``.n
 (``.json``). In float64 the reference's discrete events (ANN levels, spikes, SRP masks) sit far
 from their boundaries, so the float64 run must reproduce every ``*_f64`` count array **exactly**
 and the real-valued outputs to 1e-9. The float32 arrays only agree statistically (other rounding
-orders flip near-ties; README "Precision"), so they are checked with tolerances. """
+orders flip near-ties; README "Precision"), so they are checked with tolerances."""
 
 import contextlib
 import dataclasses
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from jaxsnn import tree as tree_lib
 from jaxsnn.convert import convert, init_membrane
-from jaxsnn.convert import tree as tree_lib
 from jaxsnn.convert.torch_import import import_state_dict, load_torch_state_dict, torch_prefix
 from jaxsnn.models import QCFS
 from jaxsnn.ops import qcfs_levels

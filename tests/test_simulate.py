@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxsnn import convert, metrics, models
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
 from jaxsnn.models import QCFS
 from jaxsnn.simulate import (
     simulate,
@@ -147,10 +147,10 @@ def test_srp_masks_are_taken_after_presim_and_membrane_restarts(tiny):
 
 
 @pytest.mark.parametrize("arch", ["_CNNTiny", "_ResNetTiny"])
-def test_evaluation_defaults_do_not_change_results(arch):
-    """convert.py evaluates with ``unroll=EVAL_UNROLL`` and the CPU copy-insertion option (a speed
-    choice, bench P1): every per-batch sum must equal the plain ``unroll=1`` program bit for bit."""
-    from jaxsnn.convert.evaluate import SNNSpec, make_batch_fn
+def test_fast_defaults_do_not_change_results(arch):
+    """``simulate`` defaults to ``unroll=EVAL_UNROLL`` and, on CPU, region-based copy insertion (a
+    speed choice, bench P1): its outputs, stats and final membrane must equal the plain
+    ``unroll=1`` program without compile options bit for bit."""
     from jaxsnn.simulate.core import EVAL_UNROLL, backend_compiler_options
 
     assert EVAL_UNROLL > 1 and backend_compiler_options("cpu")
@@ -160,15 +160,15 @@ def test_evaluation_defaults_do_not_change_results(arch):
     variables = models.init_variables(ann, jax.random.key(4), x.shape)
     snn, params = convert.convert(ann, variables, track_counts=True)
     params = convert.scale_thresholds(params, 1.0 / 8.0)  # spiking activity at init weights
-    batch = {"image": x, "label": jnp.arange(4) % 5, "mask": jnp.ones(4, bool)}
-    sums = [
-        make_batch_fn(ann, variables, SNNSpec(snn, params, "half", 7, unroll=u))(params, batch)
-        for u in (1, EVAL_UNROLL)
-    ]
-    assert float(sums[0]["nseen"]) == 4.0
-    spikes = sum(float(jnp.sum(s["spikes"])) for s in sums[0]["stats"].values() if "spikes" in s)
+    membrane = convert.init_membrane(snn, x.shape)
+    fast = simulate(snn, params, membrane, x, num_steps=7, stats=True)
+    plain_jit = jax.jit(
+        simulate.__wrapped__, static_argnames=("model", "num_steps", "stats", "unroll")
+    )
+    plain = plain_jit(snn, params, membrane, x, num_steps=7, stats=True, unroll=1)
+    spikes = sum(float(jnp.sum(s["spikes"])) for s in plain.stats.values() if "spikes" in s)
     assert spikes > 0
-    jax.tree.map(np.testing.assert_array_equal, sums[0], sums[1])
+    jax.tree.map(np.testing.assert_array_equal, fast, plain)
 
 
 def test_bfloat16_simulation_runs_under_strict_promotion(tiny):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
 from jaxsnn.convert.torch_import import (
     _chw_to_hwc_rows,
     build_model,

@@ -1,6 +1,7 @@
 """ANN→SNN conversion stages (pure functions over variable trees)."""
 
 from jaxsnn.convert.stages import (
+    MembraneInit,
     check_threshold,
     convert,
     extract_thresholds,
@@ -9,11 +10,13 @@ from jaxsnn.convert.stages import (
     make_snn_model,
     membrane_shapes,
     scale_thresholds,
+    threshold_shapes,
     to_snn_params,
     validate_variables,
 )
 
 __all__ = [
+    "MembraneInit",
     "check_threshold",
     "convert",
     "extract_thresholds",
@@ -22,6 +25,7 @@ __all__ = [
     "make_snn_model",
     "membrane_shapes",
     "scale_thresholds",
+    "threshold_shapes",
     "to_snn_params",
     "validate_variables",
 ]

@@ -1,8 +1,11 @@
-"""Conversion as a chain of small pure functions over variable trees (spec §1.3, §2.3).
+"""Conversion as a chain of small pure functions over variable trees.
 
 ``fold_batchnorm`` → ``extract_thresholds`` → ``to_snn_params`` → ``init_membrane``, plus
-``make_snn_model`` which turns the ANN module definition into its SNN twin (same architecture,
-spiking activation, BN folded). None of them edits its input.
+``make_snn_model``, which turns the ANN module definition into its SNN twin (same architecture,
+the spiking layer in place of every activation, BN folded). None of them edits its input. Every
+conversion method (docs/methods.md) builds its SNN with these functions, so all methods produce
+the same kind of SNN: :class:`jaxsnn.neurons.SpikingActivation` layers with a threshold and a
+spike cap per layer.
 """
 
 import functools
@@ -13,11 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree
 from jaxsnn.models.layers import BN_EPSILON
-from jaxsnn.neurons import IF, Neuron, SpikingActivation
-
-THRESHOLD = "threshold"
+from jaxsnn.neurons import CAP, IF, THRESHOLD, SpikingActivation
 
 
 def fold_batchnorm(params: Mapping, batch_stats: Mapping, eps: float = BN_EPSILON) -> dict:
@@ -51,11 +52,7 @@ def _fold_one(conv: Mapping, bn: Mapping, stats: Mapping | None, path: str, eps:
 
 def extract_thresholds(params: Mapping) -> dict[str, jax.Array]:
     """Converts a params tree into ``{layer_path: θ}``, checking every θ is finite and > 0."""
-    out = {
-        tree_lib.layer_of(p): v
-        for p, v in tree_lib.flatten(params).items()
-        if p.rsplit("/", 1)[-1] == THRESHOLD
-    }
+    out = tree.layer_leaves(params, THRESHOLD)
     if not out:
         raise ValueError("no activation thresholds found in params (expected '.../threshold')")
     for layer, theta in out.items():
@@ -75,51 +72,77 @@ def check_threshold(layer: str, theta) -> None:
         )
 
 
-def to_snn_params(params: Mapping, thresholds: Mapping[str, jax.Array]) -> dict:
-    """Converts (BN-folded) ANN params into SNN params whose neuron thresholds are ``thresholds``.
+def to_snn_params(
+    params: Mapping,
+    thresholds: Mapping[str, jax.Array],
+    caps: Mapping[str, int] | int = 1,
+    *,
+    shapes: Mapping[str, tuple] | None = None,
+) -> dict:
+    """Converts (BN-folded) ANN params into SNN params: θ and the spike cap M per spiking layer.
 
-    ``thresholds`` must name exactly the activation layers of ``params``; a per-channel θ may
-    replace a scalar λ (calibration methods).
+    Args:
+      params: BN-folded ANN params. The QCFS/clip-ReLU λ leaves (``.../threshold``), if any, are
+        replaced; a plain-ReLU ANN has none and gets new ones.
+      thresholds: ``{layer: θ}`` (scalar or per channel); when ``params`` hold λ leaves, exactly
+        their layers.
+      caps: the spike cap per layer (``{layer: M}``) or one for all (1: binary IF neurons).
+      shapes: ``{layer: θ shape}`` of the SNN (:func:`threshold_shapes`); each θ is broadcast to
+        it (a per-layer θ in a per-channel SNN). Without it θ keeps its own shape.
+
+    Returns:
+      The SNN's ``'params'``: the ANN weights plus ``threshold`` and ``max_spikes`` leaves.
     """
-    current = extract_thresholds(params)
-    missing, unexpected = (
-        sorted(set(current) - set(thresholds)),
-        sorted(set(thresholds) - set(current)),
-    )
+    current = tree.layer_leaves(params, THRESHOLD)
+    missing = sorted(set(current) - set(thresholds))
+    unexpected = sorted(set(thresholds) - set(current)) if current else []
     if missing or unexpected:
         raise ValueError(
             f"thresholds do not match the activation layers: missing {missing}, "
             f"unexpected {unexpected}"
         )
+    flat = {
+        p: v for p, v in tree.flatten(params).items() if tree.leaf_name(p) not in (THRESHOLD, CAP)
+    }
     for layer, theta in thresholds.items():
         check_threshold(layer, theta)
-
-    def replace(path: str, leaf):
-        if path.rsplit("/", 1)[-1] == THRESHOLD:
-            return jnp.asarray(thresholds[tree_lib.layer_of(path)], jnp.result_type(leaf))
-        return leaf
-
-    return tree_lib.map_with_path(replace, params)
+        dtype = jnp.result_type(current[layer]) if layer in current else jnp.float32
+        theta = jnp.asarray(theta, dtype)
+        if shapes is not None:
+            theta = jnp.broadcast_to(theta, shapes[layer])
+        cap = caps if isinstance(caps, int) else caps[layer]
+        flat[f"{layer}/{THRESHOLD}"] = theta
+        flat[f"{layer}/{CAP}"] = jnp.asarray(cap, dtype)
+    return tree.unflatten(flat)
 
 
 def scale_thresholds(params: Mapping, scale) -> dict:
     """Multiplies every neuron threshold by ``scale`` (a scalar, traceable: vmap sweeps)."""
 
     def rescale(path: str, leaf):
-        return leaf * scale if path.rsplit("/", 1)[-1] == THRESHOLD else leaf
+        return leaf * scale if tree.leaf_name(path) == THRESHOLD else leaf
 
-    return tree_lib.map_with_path(rescale, params)
+    return tree.map_with_path(rescale, params)
 
 
 def make_snn_model(
     ann_model: nn.Module,
-    neuron: Neuron = IF(),
+    neuron: IF = IF(),
     *,
     per_channel: bool = False,
     masked: bool = False,
     track_counts: bool = False,
 ) -> nn.Module:
-    """Converts an ANN module definition into its SNN twin: spiking activations, BN folded."""
+    """Converts an ANN module definition into its SNN twin: spiking activations, BN folded.
+
+    Args:
+      ann_model: the ANN definition (any architecture of :mod:`jaxsnn.models`).
+      neuron: the kernel: ``IF()`` (binary, the default) or ``IF(shift=1/(2T))`` for the
+        calibration papers' neuron; the cap itself is the parameter ``max_spikes``.
+      per_channel: one threshold per channel.
+      masked: keep SRP output masks in the membrane.
+      track_counts: keep cumulative spike counts in the membrane (diagnostics, calibration).
+    """
     act = functools.partial(
         SpikingActivation,
         neuron=neuron,
@@ -133,15 +156,22 @@ def make_snn_model(
     return ann_model.clone(**overrides)
 
 
+def _init_shapes(snn_model: nn.Module, input_shape, dtype=jnp.float32) -> dict:
+    return jax.eval_shape(lambda: snn_model.init(jax.random.key(0), jnp.zeros(input_shape, dtype)))
+
+
+def threshold_shapes(snn_model: nn.Module, input_shape) -> dict[str, tuple]:
+    """``{spiking layer: θ shape}`` of ``snn_model`` (no compute)."""
+    params = _init_shapes(snn_model, input_shape).get("params", {})
+    return {layer: s.shape for layer, s in tree.layer_leaves(params, THRESHOLD).items()}
+
+
 MembraneInit = str | float | jax.Array | Callable | Mapping
 
 
 def membrane_shapes(snn_model: nn.Module, input_shape, dtype=jnp.float32) -> dict:
     """The ``'membrane'`` collection's shapes for a batch of ``input_shape`` (no compute)."""
-    variables = jax.eval_shape(
-        lambda: snn_model.init(jax.random.key(0), jnp.zeros(input_shape, dtype))
-    )
-    return variables.get("membrane", {})
+    return _init_shapes(snn_model, input_shape, dtype).get("membrane", {})
 
 
 def init_membrane(
@@ -157,14 +187,14 @@ def init_membrane(
     shapes = membrane_shapes(snn_model, input_shape, dtype)
 
     def fill(path: str, sds):
-        name, layer = path.rsplit("/", 1)[-1], tree_lib.layer_of(path)
+        name, layer = tree.leaf_name(path), tree.layer_of(path)
         if name == "mask":
             return jnp.ones(sds.shape, dtype)
         if name == "count":
             return jnp.zeros(sds.shape, dtype)
         return jnp.broadcast_to(_initial_v(mode, layer, sds.shape, dtype), sds.shape)
 
-    return tree_lib.map_with_path(fill, shapes)
+    return tree.map_with_path(fill, shapes)
 
 
 def _initial_v(mode: MembraneInit, layer: str, shape, dtype) -> jax.Array:
@@ -188,9 +218,9 @@ def validate_variables(
     model: nn.Module, variables: Mapping, input_shape, dtype=jnp.float32
 ) -> None:
     """Raises ``ValueError`` naming the first variable that does not fit ``model``."""
-    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape, dtype)))
+    expected = _init_shapes(model, input_shape, dtype)
     for collection in ("params", "batch_stats"):
-        tree_lib.assert_same_structure(
+        tree.assert_same_structure(
             expected.get(collection, {}), variables.get(collection, {}), f"'{collection}'"
         )
 
@@ -201,6 +231,7 @@ def convert(
     """ANN definition + variables → (SNN definition, SNN params) with θ = λ (QCFS conversion).
 
     With ``input_shape`` the variables are first checked against the architecture.
+    ``snn_kwargs`` go to :func:`make_snn_model`.
     """
     if input_shape is not None:
         validate_variables(ann_model, variables, input_shape)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
 
 ARCHITECTURES = {
     "resnet18": "ResNet18",

@@ -1,7 +1,10 @@
 """Flax Linen architectures whose activation is a constructor argument (ANN or SNN).
 
-Select a model by name with :func:`get_model` (``getattr`` style, as Flax examples do).
+Select a model by name with :func:`get_model` (``getattr`` style, as Flax examples do), or
+build the one a config describes with :func:`build_model`.
 """
+
+import functools
 
 from jaxsnn.models.activations import QCFS, ClipReLU, ReLU
 from jaxsnn.models.cnn import CNN, SmallCNN, _CNNTiny
@@ -15,6 +18,7 @@ from jaxsnn.models.resnet import (
     ResNet34,
     _ResNetTiny,
 )
+from jaxsnn.models.taps import activation_layers, ann_activations, call_order, producer_of
 from jaxsnn.models.vgg import VGG, VGG16, _VGGTiny
 
 ARCHITECTURES = {
@@ -40,7 +44,32 @@ def get_model(name: str, **kwargs):
     return ARCHITECTURES[name](**kwargs)
 
 
+ACTIVATIONS = ("qcfs", "relu", "clip_relu")
+
+
+def build_model(config, num_classes: int):
+    """The ANN named by ``config.model`` with the activation ``config.activation``.
+
+    Reads ``model``, ``model_kwargs``, ``activation`` ('qcfs' | 'relu' | 'clip_relu'), ``levels``
+    and ``init_threshold`` from ``config`` (a ConfigDict or any mapping with ``get``).
+    """
+    activation = config.get("activation", "qcfs")
+    if activation == "qcfs":
+        act = functools.partial(
+            QCFS, levels=config.get("levels"), init_threshold=config.get("init_threshold", 8.0)
+        )
+    elif activation == "clip_relu":
+        act = functools.partial(ClipReLU, init_threshold=config.get("init_threshold", 4.0))
+    elif activation == "relu":
+        act = ReLU
+    else:
+        raise ValueError(f"config.activation: unknown {activation!r}; use one of {ACTIVATIONS}")
+    kwargs = dict(config.get("model_kwargs") or {})
+    return get_model(config.get("model"), num_classes=num_classes, act=act, **kwargs)
+
+
 __all__ = [
+    "ACTIVATIONS",
     "ARCHITECTURES",
     "QCFS",
     "ClipReLU",
@@ -56,7 +85,12 @@ __all__ = [
     "ResNet34",
     "VGG",
     "VGG16",
+    "activation_layers",
+    "ann_activations",
+    "build_model",
+    "call_order",
     "get_model",
+    "producer_of",
 ]
 
 

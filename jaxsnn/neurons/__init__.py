@@ -1,6 +1,6 @@
-"""Spiking neurons: pure ``init_state``/``step`` kernels and the Flax layer that hosts them."""
+"""Spiking neurons: the pure ``init_state``/``step`` IF kernel and the one Flax layer hosting it."""
 
-from jaxsnn.neurons.kernels import IF, Burst, Neuron, NeuronState
-from jaxsnn.neurons.layer import SpikingActivation
+from jaxsnn.neurons.kernels import IF, NeuronState
+from jaxsnn.neurons.layer import CAP, THRESHOLD, SpikingActivation
 
-__all__ = ["IF", "Burst", "Neuron", "NeuronState", "SpikingActivation"]
+__all__ = ["CAP", "IF", "NeuronState", "SpikingActivation", "THRESHOLD"]

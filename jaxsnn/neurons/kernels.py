@@ -1,25 +1,34 @@
-r"""Integrate-and-fire kernels as pure step functions over an explicit state.
+r"""The integrate-and-fire kernel: one pure step function over an explicit state.
 
-Every neuron follows one contract (spyx ``StatefulLayer`` / diffrax ``init``/``step`` style)::
+One neuron serves every method. It follows the ``init_state``/``step`` contract::
 
     state = neuron.init_state(shape, dtype, v0)
-    spikes, state = neuron.step(x, state, threshold=theta)
+    spikes, state = neuron.step(x, state, threshold=theta, max_spikes=M)
 
-``spikes`` are integer-valued spike *counts* per step (``{0, 1}`` for IF, ``{0..M}`` for burst
-neurons); the value passed on to the next layer is ``spikes * theta``. The membrane is kept in
-units of the threshold, :math:`u = v/\theta`, exactly like the reference code (spikingjelly's
-unit-threshold node behind a ``1/θ`` input scaling), so float rounding matches it bit for bit
-(spec I-7) for one θ per layer (QCFS/SRP; checked against the reference fixtures). With
-per-channel θ (the calibration family) XLA:CPU may compute ``x·(1/θ)`` instead of ``x/θ``
-(its algebraic simplifier rewrites division by a broadcast), a difference of at most 1 ulp per
-charge; we accept it rather than materialise θ at full size every step. Each step runs
-spikingjelly's three phases in this order: **charge**
-(:math:`u \leftarrow u + x/\theta`), **fire** (:math:`s = 1[u \ge 1]`, ties fire) and **soft reset**
-(:math:`u \leftarrow u - s`).
+and runs, in threshold units :math:`u = v/\theta` (the reference code's unit-threshold node
+behind a :math:`1/\theta` input scaling, so float rounding matches it bit for bit), three phases in
+this order:
+
+- **charge** :math:`u \leftarrow u + x/\theta\ (+\ \delta)`;
+- **fire** :math:`s = \mathrm{clip}(\lfloor u\rfloor, 0, M)`;
+- **reset by subtraction** :math:`u \leftarrow u - s`.
+
+``spikes`` are spike counts per step; the value passed on is :math:`s\,\theta`. With the cap
+:math:`M = 1` and no shift this is the binary IF neuron of QCFS, OPI and SRP: :math:`s = 1[u \ge 1]`
+(ties fire), and with :math:`u(0) = 1/2` and constant input its ``t``-step count is
+:math:`\mathrm{clip}(\lfloor t x/\theta + 1/2\rfloor, 0, t)`, the QCFS activation with ``L = t``
+(docs/methods.md, "IF neuron"). With :math:`M > 1`, :math:`\delta = 1/(2T)` and :math:`u(0) = 0` it
+is the burst neuron of SNN calibration (Li et al., ICML 2021) and AdaFire (Adaptive Calibration,
+AAAI 2025), whose ``T``-step average is QCFS with :math:`\lambda = M\theta` and ``L = MT``.
+
+The cap is an argument of :meth:`IF.step`, so a layer can hold it as a traced parameter: every
+candidate cap of a search then shares one compiled program. With a per-channel θ XLA:CPU may
+compute ``x·(1/θ)`` instead of ``x/θ`` (its algebraic simplifier rewrites division by a
+broadcast), at most 1 ulp per charge; we accept it rather than materialise θ at full size.
 """
 
 import dataclasses
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,50 +40,15 @@ class NeuronState(NamedTuple):
     v: jax.Array
 
 
-class Neuron(Protocol):
-    """What the simulator and the spiking layer need from a neuron kernel."""
-
-    def init_state(self, shape, dtype, v0=0.5) -> NeuronState: ...
-
-    def step(self, x, state: NeuronState, *, threshold) -> tuple[jax.Array, NeuronState]: ...
-
-
-def _full_state(shape, dtype, v0) -> NeuronState:
-    return NeuronState(v=jnp.broadcast_to(jnp.asarray(v0, dtype), shape))
-
-
 @dataclasses.dataclass(frozen=True)
 class IF:
-    r"""Integrate-and-fire neuron with reset by subtraction (QCFS, OPI, SRP).
-
-    One step: :math:`u \leftarrow u + x/\theta`; :math:`s = 1[u \ge 1]`; :math:`u \leftarrow u - s`.
-    With :math:`u(0) = 1/2` and constant input the ``t``-step count equals
-    :math:`\mathrm{clip}(\lfloor t x/\theta + 1/2\rfloor, 0, t)`, i.e. QCFS with ``L = t`` (I-1).
-    """
-
-    def init_state(self, shape, dtype, v0=0.5) -> NeuronState:
-        """Starts every neuron at ``u = v0`` (0.5 is the optimal ``θ/2``)."""
-        return _full_state(shape, dtype, v0)
-
-    def step(self, x, state: NeuronState, *, threshold) -> tuple[jax.Array, NeuronState]:
-        """Charge, fire, reset by subtraction; returns spikes in {0, 1}."""
-        v = state.v + x / threshold
-        spikes = (v >= 1).astype(v.dtype)
-        return spikes, NeuronState(v=v - spikes)
-
-
-@dataclasses.dataclass(frozen=True)
-class Burst:
-    r"""Burst (AdaFire / SNN-Calibration) neuron: up to ``max_spikes`` spikes per step.
-
-    One step: :math:`u \leftarrow u + x/\theta + \delta`;
-    :math:`s = \mathrm{clip}(\lfloor u\rfloor, 0, M)`; :math:`u \leftarrow u - s`; the per-step
-    shift :math:`\delta` is ``1/(2T)`` in the calibration papers (the θ/2 of QCFS spread over T
-    steps) and ``u(0) = 0``. Its T-step average equals QCFS with ``λ = Mθ`` and ``L = MT`` (I-3).
+    r"""Integrate-and-fire neuron with reset by subtraction and a spike cap.
 
     Attributes:
-      max_spikes: the cap M (1 gives the CAL neuron).
-      shift: δ, the per-step bias in threshold units.
+      max_spikes: the default cap M (1: binary IF; > 1: burst neuron); :meth:`step` takes the
+        cap as an argument too, which wins.
+      shift: δ, a constant charge added every step in threshold units (``1/(2T)`` for the
+        calibration papers' neuron, 0 otherwise). Static: 0 adds nothing to the program.
     """
 
     max_spikes: int = 1
@@ -84,12 +58,17 @@ class Burst:
         if not isinstance(self.max_spikes, int) or self.max_spikes < 1:
             raise ValueError(f"max_spikes must be an integer >= 1, got {self.max_spikes!r}")
 
-    def init_state(self, shape, dtype, v0=0.0) -> NeuronState:
-        """Starts every neuron at ``u = v0`` (0 in the calibration papers)."""
-        return _full_state(shape, dtype, v0)
+    def init_state(self, shape, dtype, v0=0.5) -> NeuronState:
+        """Starts every neuron at ``u = v0`` (0.5, the optimal ``θ/2``, by default)."""
+        return NeuronState(v=jnp.broadcast_to(jnp.asarray(v0, dtype), shape))
 
-    def step(self, x, state: NeuronState, *, threshold) -> tuple[jax.Array, NeuronState]:
-        """Charge (with shift), fire a burst of ``clip(floor(u), 0, M)``, reset by subtraction."""
-        v = state.v + x / threshold + jnp.asarray(self.shift, state.v.dtype)
-        spikes = jnp.clip(jnp.floor(v), 0, self.max_spikes)
+    def step(
+        self, x, state: NeuronState, *, threshold, max_spikes=None
+    ) -> tuple[jax.Array, NeuronState]:
+        """Charge, fire up to ``max_spikes`` spikes, reset by subtraction; returns counts."""
+        cap = self.max_spikes if max_spikes is None else max_spikes
+        v = state.v + x / threshold
+        if self.shift:
+            v = v + jnp.asarray(self.shift, v.dtype)
+        spikes = jnp.clip(jnp.floor(v), 0, cap)
         return spikes, NeuronState(v=v - spikes)

@@ -1,16 +1,41 @@
-"""SNN simulation: ``lax.scan`` over time, SRP two-phase protocol, vmapped sweeps."""
+"""SNN simulation: ``lax.scan`` over time, start protocols (SRP, COS), readouts, vmapped sweeps."""
 
-from jaxsnn.simulate.core import SimOutput, collect_stats, simulate
-from jaxsnn.simulate.srp import SRPOutput, simulate_srp, srp_reset
+from jaxsnn.simulate.core import (
+    EVAL_UNROLL,
+    SimOutput,
+    backend_compiler_options,
+    collect_stats,
+    fast_jit,
+    simulate,
+)
+from jaxsnn.simulate.cos import cos_offset, cos_start, simulate_cos, spiking_layers
+from jaxsnn.simulate.protocols import COS, SRP, Direct, Protocol
+from jaxsnn.simulate.readout import compensated_logits, compensated_rate, spike_rates
+from jaxsnn.simulate.srp import SRPOutput, simulate_srp, srp_reset, srp_start
 from jaxsnn.simulate.sweep import sweep_initial_potentials, sweep_threshold_scales
 
 __all__ = [
-    "SimOutput",
+    "COS",
+    "EVAL_UNROLL",
+    "SRP",
+    "Direct",
+    "Protocol",
     "SRPOutput",
+    "SimOutput",
+    "backend_compiler_options",
     "collect_stats",
+    "compensated_logits",
+    "compensated_rate",
+    "cos_offset",
+    "cos_start",
+    "fast_jit",
     "simulate",
+    "simulate_cos",
     "simulate_srp",
+    "spike_rates",
+    "spiking_layers",
     "srp_reset",
+    "srp_start",
     "sweep_initial_potentials",
     "sweep_threshold_scales",
 ]

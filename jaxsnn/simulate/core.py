@@ -1,9 +1,14 @@
 """Time-stepped SNN simulation: one ``jax.lax.scan`` over steps, readout accumulated in the carry.
 
-Inputs use direct (analog) encoding: the same image is the input current source at every step
-(spec §1.5). The network's last layer is analog, so each step yields logits ``o_t``; the carry
-holds the running sum ``c_t = c_{t-1} + o_t`` in step order (the reference order), and the scan
-returns ``c_t`` for every ``t ≤ T``: accuracy at every timestep from one pass.
+Inputs use direct (analog) encoding: the same image is the input current source at every step.
+The network's last layer is analog, so each step yields logits ``o_t``; the carry holds the
+running sum ``c_t = c_{t-1} + o_t`` in step order (the order of the reference implementations),
+and the scan returns ``c_t`` for every ``t ≤ T``: accuracy at every timestep from one pass.
+
+:func:`simulate` runs, by default, with the fastest settings that keep results bit-identical to
+a plain ``unroll=1`` scan (measured in ``bench/``, README "Benchmarks"): ``unroll=2`` and, on
+the CPU backend, XLA's region-based copy insertion. :func:`fast_jit` applies the same compile
+options to any function that simulates (sweeps, evaluation, calibration).
 """
 
 import functools
@@ -14,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
 from jaxsnn.metrics.energy import sow_input_density
 
 
@@ -102,11 +107,11 @@ def collect_stats(sown: Mapping) -> dict:
     return out
 
 
-# Evaluation defaults (measured in bench/: P1, 2026-11-23). On XLA:CPU the plain scan body copies
+# Simulation defaults (measured in bench/: P1, 2026-11-23). On XLA:CPU the plain scan body copies
 # every membrane buffer at the start of each step; region-based copy insertion removes the copies
-# and ``unroll=2`` lets XLA keep the membrane chain across 2 steps: ResNet-20 (B=32) 0.84× the
-# plain time at T = 8 and 32, VGG-16 (B=8) 1.00×, bit-identical results. ``unroll=4`` was faster
-# on ResNet-20 but 1.09–1.14× plain on VGG-16 (wide convs: the larger body spills). Other
+# and ``unroll=2`` lets XLA keep the membrane chain across 2 steps: ResNet-20 (B=32) 0.84x the
+# plain time at T = 8 and 32, VGG-16 (B=8) 1.00x, bit-identical results. ``unroll=4`` was faster
+# on ResNet-20 but 1.09-1.14x plain on VGG-16 (wide convs: the larger body spills). Other
 # backends get no option.
 EVAL_UNROLL = 2
 
@@ -117,7 +122,45 @@ def backend_compiler_options(backend: str | None = None) -> dict:
     return {"xla_cpu_copy_insertion_use_region_analysis": True} if backend == "cpu" else {}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_steps", "stats", "unroll"))
+def _inside_trace(args) -> bool:
+    """Whether we are being traced by an enclosing ``jit``/``vmap``/``scan``."""
+    try:  # JAX has no public query; fall back to looking for tracers among the arguments.
+        from jax._src import core as jax_core
+
+        return not jax_core.trace_state_clean()
+    except (ImportError, AttributeError):
+        return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args))
+
+
+def fast_jit(fn=None, *, static_argnames=(), **jit_kwargs):
+    """``jax.jit`` with the simulation compile options of the backend in use (a decorator).
+
+    The options are looked up when the function is first called on a backend (not at import), so
+    importing jaxsnn never initialises a backend. Called inside another transformation the
+    function is traced without options (XLA takes compile options only at the top level): the
+    outer program's options apply.
+    """
+
+    def wrap(fn):
+        @functools.cache
+        def for_backend(backend: str | None):
+            options = (backend_compiler_options(backend) or None) if backend else None
+            return jax.jit(
+                fn, static_argnames=static_argnames, compiler_options=options, **jit_kwargs
+            )
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            backend = None if _inside_trace((args, kwargs)) else jax.default_backend()
+            return for_backend(backend)(*args, **kwargs)
+
+        call._cache_size = lambda: for_backend(jax.default_backend())._cache_size()
+        return call
+
+    return wrap if fn is None else wrap(fn)
+
+
+@functools.partial(fast_jit, static_argnames=("model", "num_steps", "stats", "unroll"))
 def simulate(
     model: nn.Module,
     params: Mapping,
@@ -126,19 +169,20 @@ def simulate(
     *,
     num_steps: int,
     stats: bool = False,
-    unroll: int = 1,
+    unroll: int = EVAL_UNROLL,
 ) -> SimOutput:
     """Runs the SNN ``model`` for ``num_steps`` steps on direct-encoded ``images``.
 
     Args:
       model: an SNN module (see :func:`jaxsnn.convert.make_snn_model`).
-      params: its ``'params'`` collection (thresholds included).
+      params: its ``'params'`` collection (thresholds and spike caps included).
       membrane: initial ``'membrane'`` collection (:func:`jaxsnn.convert.init_membrane`).
       images: ``[B, H, W, C]``; fed unchanged at every step.
       num_steps: T > 0.
       stats: also return per-layer, per-step, per-sample spike counts and, for every conv/dense,
         the fraction of non-zero input entries (``'input_density'``, for the energy estimate).
-      unroll: ``lax.scan`` unroll factor.
+      unroll: ``lax.scan`` unroll factor (results do not depend on it; the default is the
+        fastest measured, see :data:`EVAL_UNROLL`).
 
     Returns:
       A :class:`SimOutput` with time-major ``[T, B, K]`` arrays.

@@ -1,10 +1,10 @@
 """SRP (Hao et al., AAAI 2023): residual-membrane-potential masks from a τ-step pre-simulation.
 
-Step-major protocol of the reference (spec §4.2): run τ plain IF steps from ``u = 1/2``; after
-step τ every neuron stores ``m = 1[u > 10^{-3}]`` (strict, threshold units) and is reset to
-``u = 1/2``; then T steps run in which neurons integrate, fire and reset exactly as before but
-emit ``s·m·θ``. All layers take their masks at the same global step τ. Only the T steps are
-accumulated; the honest latency of entry ``t`` is ``τ + t``.
+Step-major protocol of the released code: run τ plain IF steps from ``u = 1/2``; after step τ
+every neuron stores ``m = 1[u > 10^{-3}]`` (strict, threshold units) and is reset to ``u = 1/2``;
+then T steps run in which neurons integrate, fire and reset exactly as before but emit
+``s·m·θ``. All layers take their masks at the same global step τ. Only the T steps are
+accumulated; the honest latency of entry ``t`` is ``τ + t`` (docs/methods.md, "SRP").
 """
 
 from collections.abc import Mapping
@@ -13,8 +13,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxsnn import tree as tree_lib
 from jaxsnn.convert import init_membrane
-from jaxsnn.convert import tree as tree_lib
 from jaxsnn.simulate.core import SimOutput, simulate
 
 SRP_EPSILON = 1e-3
@@ -32,7 +32,7 @@ def srp_reset(membrane: Mapping, eps: float = SRP_EPSILON) -> dict:
     flat = tree_lib.flatten(membrane)
     out = {}
     for path, value in flat.items():
-        name, layer = path.rsplit("/", 1)[-1], tree_lib.layer_of(path)
+        name, layer = tree_lib.leaf_name(path), tree_lib.layer_of(path)
         if name == "v":
             out[path] = jnp.full_like(value, 0.5)
         elif name == "mask":
@@ -44,6 +44,23 @@ def srp_reset(membrane: Mapping, eps: float = SRP_EPSILON) -> dict:
     return tree_lib.unflatten(out)
 
 
+def check_presim(presim) -> int:
+    """``presim`` (τ) as a non-negative int; a one-line ValueError otherwise."""
+    if not isinstance(presim, int) or isinstance(presim, bool) or presim < 0:
+        raise ValueError(f"presim (tau) must be an integer >= 0, got {presim!r}")
+    return presim
+
+
+def srp_start(model: nn.Module, params: Mapping, membrane: Mapping, images, *, presim: int):
+    """The SRP start state: ``presim`` plain steps from ``membrane``, then :func:`srp_reset`."""
+    if not any(tree_lib.leaf_name(p) == "mask" for p in tree_lib.flatten(membrane)):
+        raise ValueError("SRP needs an SNN built with masked=True (make_snn_model)")
+    if presim == 0:
+        return membrane
+    pre = simulate(model, params, membrane, images, num_steps=presim)
+    return srp_reset(pre.membrane)
+
+
 def simulate_srp(
     model: nn.Module,
     params: Mapping,
@@ -52,22 +69,20 @@ def simulate_srp(
     presim: int,
     num_steps: int,
     stats: bool = False,
-    unroll: int = 1,
+    unroll: int | None = None,
 ) -> SRPOutput:
     """Runs SRP: ``presim`` (τ ≥ 0) mask-finding steps, then ``num_steps`` counted steps.
 
     ``model`` must be built with ``masked=True`` (see :func:`jaxsnn.convert.make_snn_model`).
     """
-    if not isinstance(presim, int) or isinstance(presim, bool) or presim < 0:
-        raise ValueError(f"presim (tau) must be an integer >= 0, got {presim!r}")
+    check_presim(presim)
+    kw = {} if unroll is None else {"unroll": unroll}
     membrane = init_membrane(model, images.shape, "half", images.dtype)
-    if "mask" not in str(tree_lib.flatten(membrane).keys()):
+    if not any(tree_lib.leaf_name(p) == "mask" for p in tree_lib.flatten(membrane)):
         raise ValueError("simulate_srp needs an SNN built with masked=True")
     pre = None
     if presim > 0:
-        pre = simulate(
-            model, params, membrane, images, num_steps=presim, stats=stats, unroll=unroll
-        )
+        pre = simulate(model, params, membrane, images, num_steps=presim, stats=stats, **kw)
         membrane = srp_reset(pre.membrane)
-    sim = simulate(model, params, membrane, images, num_steps=num_steps, stats=stats, unroll=unroll)
+    sim = simulate(model, params, membrane, images, num_steps=num_steps, stats=stats, **kw)
     return SRPOutput(pre, sim)

@@ -1,16 +1,15 @@
 """Vectorised sweeps: K threshold scalings (or initial potentials) in one compiled, vmapped call."""
 
-import functools
 from collections.abc import Mapping
 
 import jax
 from flax import linen as nn
 
 from jaxsnn.convert import init_membrane, scale_thresholds
-from jaxsnn.simulate.core import simulate
+from jaxsnn.simulate.core import fast_jit, simulate
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_steps"))
+@fast_jit(static_argnames=("model", "num_steps"))
 def sweep_threshold_scales(
     model: nn.Module, params: Mapping, membrane: Mapping, images, scales, *, num_steps: int
 ) -> jax.Array:
@@ -24,7 +23,7 @@ def sweep_threshold_scales(
     return jax.vmap(one)(scales)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_steps"))
+@fast_jit(static_argnames=("model", "num_steps"))
 def sweep_initial_potentials(
     model: nn.Module, params: Mapping, images, fractions, *, num_steps: int
 ) -> jax.Array:

@@ -1,12 +1,11 @@
 """ANN training: state, pure steps, sharding, checkpoints and the ``train_and_evaluate`` loop."""
 
-from jaxsnn.train.loop import build_model, evaluate, train_and_evaluate, validate_config
+from jaxsnn.train.loop import evaluate, train_and_evaluate, validate_config
 from jaxsnn.train.state import TrainState, create_optimizer, create_schedule, create_train_state
 from jaxsnn.train.steps import eval_step, project_thresholds, train_step
 
 __all__ = [
     "TrainState",
-    "build_model",
     "create_optimizer",
     "create_schedule",
     "create_train_state",

@@ -170,7 +170,12 @@ def _shape_difference(stored: dict, wanted: dict) -> str | None:
 
 
 def describe_mismatch(
-    mngr: ocp.CheckpointManager, step: int, target, config: ml_collections.ConfigDict | None = None
+    mngr: ocp.CheckpointManager,
+    step: int,
+    target,
+    config: ml_collections.ConfigDict | None = None,
+    *,
+    model_only: bool = False,
 ) -> str | None:
     """Says how checkpoint ``step`` was saved for another model, input or optimizer than ``target``.
 
@@ -179,7 +184,8 @@ def describe_mismatch(
     cannot be read (then a failed restore means a corrupted checkpoint). Otherwise returns one
     line naming the first differing variable and, from the config stored beside the checkpoint,
     the :data:`FIT_FIELDS` that differ from ``config`` (without ``config``: the stored model and
-    dataset).
+    dataset). ``model_only``: ``target`` holds only ``params`` and ``batch_stats``; the rest of
+    the stored state (optimizer, step) is not compared.
     """
     stored = _stored_shapes(mngr, step)
     if stored is None:
@@ -190,6 +196,8 @@ def describe_mismatch(
         model_part, {k: v for k, v in wanted.items() if k.startswith(_MODEL_PARTS)}
     )
     if difference is None:
+        if model_only:
+            return None
         difference = _shape_difference(stored, wanted)
         if difference is None:
             return None
@@ -259,21 +267,35 @@ def restore_or_init(
     )
 
 
-def restore_first_readable(mngr, steps, target, refuse, config=None):
-    """Restores the first of ``steps`` that can be read into ``target`` (a train state).
+def restore_first_readable(mngr, steps, target, refuse, config=None, *, model_only=False):
+    """Restores the first of ``steps`` that can be read into ``target``.
 
     Each step's stored shapes are compared with ``target`` first (metadata only: a restore into
     other shapes fails slowly and noisily); a mismatch raises ``refuse(step, description)``.
     A step that then fails to restore counts as unreadable (corrupted) and the next one is tried.
 
+    Args:
+      mngr, steps: the manager and the candidate steps, in order of preference.
+      target: an abstract train state, or with ``model_only`` a ``{'params', 'batch_stats'}``
+        tree (a partial restore: the optimizer state is never read, so a model trained with any
+        optimizer can be restored).
+      refuse: ``(step, description) -> Exception`` for a checkpoint of another model.
+      config: the config whose differing fields a refusal names.
+      model_only: restore only the model variables.
+
     Returns:
       ``(state, step, failed)``: the restored state and its step (``None, None`` when none could
       be read) and the ``(step, error)`` pairs of the unreadable ones before it.
     """
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    if model_only:
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+        item = ocp.args.PyTreeRestore(item=target, restore_args=restore_args, partial_restore=True)
+    else:
+        item = ocp.args.StandardRestore(target)
+    args = ocp.args.Composite(state=item)
     failed: list[tuple[int, Exception]] = []
     for step in steps:
-        mismatch = describe_mismatch(mngr, step, target, config)
+        mismatch = describe_mismatch(mngr, step, target, config, model_only=model_only)
         if mismatch is not None:
             raise refuse(step, mismatch)
         try:

@@ -11,25 +11,20 @@ JSON object per line) and TensorBoard event files in ``<workdir>/tensorboard`` (
 """
 
 import contextlib
-import functools
 import json
 import math
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from absl import logging
 from etils import epath
 
-from jaxsnn import data, models
+from jaxsnn import data, models, progress
 from jaxsnn.train import checkpoint, sharding
 from jaxsnn.train.state import create_optimizer, create_schedule, make_init_fn
-
-ACTIVATIONS = ("qcfs", "relu", "clip_relu")
 
 
 class MetricWriter:
@@ -62,9 +57,9 @@ class MetricWriter:
 
 def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
     """Checks the fields the loop relies on; raises a one-line ``ValueError`` naming the field."""
-    if config.activation not in ACTIVATIONS:
+    if config.activation not in models.ACTIVATIONS:
         raise ValueError(
-            f"config.activation: unknown {config.activation!r}; use one of {ACTIVATIONS}"
+            f"config.activation: unknown {config.activation!r}; use one of {models.ACTIVATIONS}"
         )
     levels = config.levels
     if not isinstance(levels, int) or isinstance(levels, bool) or levels <= 0:
@@ -85,20 +80,6 @@ def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
             raise ValueError(f"config.{field}: must be a finite number >= 0, got {value!r}")
     sharding.check_batch_size(config.batch_size, mesh, "config.batch_size")
     sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-
-
-def build_model(config: ml_collections.ConfigDict, num_classes: int):
-    """The ANN named by ``config.model`` with the activation ``config.activation``."""
-    if config.activation == "qcfs":
-        act = functools.partial(
-            models.QCFS, levels=config.levels, init_threshold=config.init_threshold
-        )
-    elif config.activation == "clip_relu":
-        act = functools.partial(models.ClipReLU, init_threshold=config.init_threshold)
-    else:
-        act = models.ReLU
-    kwargs = dict(config.get("model_kwargs") or {})
-    return models.get_model(config.model, num_classes=num_classes, act=act, **kwargs)
 
 
 @jax.jit
@@ -142,19 +123,6 @@ def evaluate(eval_fn, state, config: ml_collections.ConfigDict, mesh) -> dict:
     }
 
 
-def _progress(config, epoch: int, total: int, initial: int):
-    disable = not config.get("progress", True) or not sys.stderr.isatty()
-    disable = disable or jax.process_index() != 0
-    return tqdm.tqdm(
-        total=total,
-        initial=initial,
-        desc=f"epoch {epoch + 1}/{config.num_epochs}",
-        disable=disable,
-        leave=False,
-        dynamic_ncols=True,
-    )
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     """Trains the ANN described by ``config`` in ``workdir``, resuming from its checkpoints.
 
@@ -180,7 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     # Data, model, optimiser.
     info = data.get_dataset_info(config)
     num_classes = config.get("num_classes") or info.num_classes
-    model = build_model(config, num_classes)
+    model = models.build_model(config, num_classes)
     steps_per_epoch = data.steps_per_epoch(config, batch_size=config.batch_size)
     total_steps = steps_per_epoch * config.num_epochs
     if config.get("max_steps") is not None:
@@ -251,7 +219,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                 config, epoch=epoch, start_step=start, batch_size=config.batch_size
             )
             tick = time.perf_counter()
-            with contextlib.closing(batches), _progress(config, epoch, end, start) as bar:
+            desc = f"epoch {epoch + 1}/{config.num_epochs}"
+            bar = progress.Bar(
+                total=end, initial=start, desc=desc, enabled=config.get("progress", True)
+            )
+            with contextlib.closing(batches), bar:
                 for batch in batches:
                     state, metrics = train_fn(state, sharding.shard_batch(batch, mesh), loop_key)
                     step += 1

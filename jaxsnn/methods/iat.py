@@ -1,4 +1,4 @@
-r"""IAT — input-aware adaptive timesteps (early exit; BURST-repo, adapted from SEENN; spec §6.5).
+r"""IAT — input-aware adaptive timesteps (early exit; Adaptive Calibration, AAAI 2025, after SEENN).
 
 With :math:`P_t = \mathrm{softmax}(\sum_{k\le t}\ell(k))` from the cumulative readout ``[T, B, K]``:
 
@@ -12,9 +12,10 @@ With :math:`P_t = \mathrm{softmax}(\sum_{k\le t}\ell(k))` from the cumulative re
 - inference (:func:`iat_predict`): a sample exits at the first t with score :math:`> \tau_t`
   (strict), else at T; its prediction is the argmax of the cumulative logits at its exit step.
 
-The port takes the per-step readout from :func:`jaxsnn.simulate.simulate` (the reference
-``SpikeModel`` never returns it, §6.5 BUG). All reductions are masked sums, so padded evaluation
-batches can be accumulated with :func:`iat_sums` and divided once (:func:`iat_summary`).
+The per-step readout comes from :func:`jaxsnn.simulate.simulate` (the released ``SpikeModel``
+never returns it, so its IAT path cannot run as released). All reductions are masked sums, so
+padded evaluation batches can be accumulated with :func:`iat_sums` and divided once
+(:func:`iat_summary`).
 """
 
 from typing import NamedTuple
@@ -129,3 +130,25 @@ def iat_summary(sums: IATSums) -> dict:
         "mean_timesteps": int(sums.step_sum) / n,
         "exit_fraction": [int(e) / n for e in np.asarray(sums.exits)],
     }
+
+
+def fit_on_batches(run, batches, *, num_steps: int, dataset_kind: str) -> np.ndarray:
+    """Exit thresholds ``τ [T]`` from calibration batches (dicts with ``'image'``, ``'label'``).
+
+    Args:
+      run: ``images -> cumulative readout [T, B, K]`` of the converted SNN.
+      batches: the calibration batches.
+      num_steps: T.
+      dataset_kind: ``'cifar'`` or ``'imagenet'`` (the threshold form).
+    """
+    s_sum, n_sum = np.zeros(num_steps), np.zeros(num_steps)
+    for batch in batches:
+        if "label" not in batch:
+            raise ValueError("iat: the calibration batches need labels ({'image', 'label'})")
+        cumulative = run(jnp.asarray(batch["image"]))
+        mask = batch.get("mask")
+        s, n = iat_statistics(
+            cumulative, jnp.asarray(batch["label"]), None if mask is None else jnp.asarray(mask)
+        )
+        s_sum, n_sum = s_sum + np.asarray(s), n_sum + np.asarray(n)
+    return iat_thresholds_from_statistics(s_sum, n_sum, dataset_kind=dataset_kind)

@@ -1,4 +1,4 @@
-r"""Threshold determination from ANN activations on training batches (spec §5.2, I-9).
+r"""Threshold determination from ANN activations on training batches (docs/methods.md).
 
 Modes (per batch, then an EMA over batches, momentum 0.9, first batch initialises):
 
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxsnn.calibrate.snn import ann_activations
+from jaxsnn.models import ann_activations
 
 NUM_CANDIDATES = 95
 DEAD_LAYER_THRESHOLD = 1e-3

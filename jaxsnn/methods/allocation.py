@@ -38,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxsnn.calibrate.snn import CAP, THRESHOLD, broadcast_channels, layer_leaves, replace_leaves
+from jaxsnn.neurons import CAP, THRESHOLD
 from jaxsnn.simulate import simulate
+from jaxsnn.tree import broadcast_channels, layer_leaves, replace_leaves
 
 SSC_RATIOS = tuple(1.0 + 0.5 * i for i in range(19))  # 1.0, 1.5, ..., 10.0
 

@@ -32,18 +32,18 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from jaxsnn.calibrate.snn import (
-    CAP,
-    THRESHOLD,
-    broadcast_channels,
-    initial_membrane,
-    layer_leaves,
-    layer_rates,
-    producer_of,
-    replace_leaves,
-)
-from jaxsnn.convert import tree as tree_lib
+from jaxsnn import tree as tree_lib
+from jaxsnn.convert import init_membrane
+from jaxsnn.methods.common import layer_rates
+from jaxsnn.models import producer_of
+from jaxsnn.neurons import CAP, THRESHOLD
 from jaxsnn.ops import floor_ste
+from jaxsnn.tree import broadcast_channels, layer_leaves, replace_leaves
+
+
+def _mode(u0):
+    """``u0`` as an :func:`~jaxsnn.convert.init_membrane` mode (a mode string or a dict)."""
+    return u0 if isinstance(u0, str) else dict(u0)
 
 
 def _rate_gap(
@@ -245,7 +245,7 @@ def weight_calibration(
         flat = tree_lib.flatten(params)
         xs, zs = [], []
         for images in batches:
-            membrane = initial_membrane(snn_model, images, u0)
+            membrane = init_membrane(snn_model, images.shape, _mode(u0), images.dtype)
             x_bar, z_bar = _layer_io(
                 snn_model,
                 params,
