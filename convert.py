@@ -33,12 +33,10 @@ def main(argv):
             print(methods.method_table_markdown() + "\n" + methods.option_table_markdown())
             return
         if _RERUN.value:
-            console.setup(None)
             engine.rerun(_RERUN.value)
             return
         if _CONFIG.value is None or _WORKDIR.value is None:
             raise ValueError("--config and --workdir are required (or --rerun, --help_methods)")
-        console.setup(_WORKDIR.value)
         config = _CONFIG.value
         progress.set_enabled(config.convert.get("progress", True))
         sharding.maybe_initialize_distributed(config)
@@ -46,7 +44,7 @@ def main(argv):
                      jax.devices())  # fmt: skip
         engine.convert_and_evaluate(config, _WORKDIR.value)
 
-    console.run(run)
+    console.run(run, workdir=_WORKDIR.value)
 
 
 if __name__ == "__main__":

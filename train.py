@@ -23,7 +23,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
     def run():
-        console.setup(_WORKDIR.value)
         config = _CONFIG.value
         progress.set_enabled(config.get("progress", True))
         sharding.maybe_initialize_distributed(config)
@@ -35,7 +34,7 @@ def main(argv):
         metrics = loop.train_and_evaluate(config, _WORKDIR.value)
         print(" ".join(f"{k}={v:.6g}" for k, v in metrics.items()))
 
-    console.run(run)
+    console.run(run, workdir=_WORKDIR.value)
 
 
 if __name__ == "__main__":

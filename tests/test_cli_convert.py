@@ -217,3 +217,54 @@ def test_non_tty_run_prints_progress_lines_and_no_library_chatter(trained, tmp_p
     assert "Using custom data configuration" not in done.stderr + done.stdout
     assert "Using custom data configuration" in (pathlib.Path(workdir) / "jaxsnn.log").read_text()
     assert "method=qcfs" in done.stdout
+
+
+_ONE_DEVICE_RUN = """
+import json, sys
+import importlib
+sys.path.insert(0, {root!r})
+import jax
+from jaxsnn.cli import convert as engine
+config = importlib.import_module("configs.tiny").get_config("idx_dir={idx}")
+config.data_dir = {data_dir!r}
+config.convert.progress = False
+out = {{}}
+for method, extra in {runs!r}:
+    c = config.copy_and_resolve_references()
+    c.convert.update(dict(method=method, T=3, output_dir="one_device_" + method, **extra))
+    r = engine.convert_and_evaluate(c, {workdir!r})
+    out[method] = {{k: r[k] for k in ("snn_accuracy", "spikes_per_image", "thresholds")}}
+    out[method]["devices"] = jax.device_count()
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_two_devices_give_the_results_of_one(trained):
+    """convert.py data-parallel on 2 devices (this process) = 1 device (a fresh process):
+    per-step accuracy, spike counts and thresholds, for a plain, the SRP and a calibrated method."""
+    config, workdir = trained
+    runs = [("qcfs", {}), ("srp", {"presim": 2}), ("calib_light", _small("calib_light"))]
+    two = {}
+    for method, extra in runs:
+        r = _convert(config, workdir, method=method, T=3, output_dir=f"two_{method}", **extra)
+        two[method] = {k: r[k] for k in ("snn_accuracy", "spikes_per_image", "thresholds")}
+    script = _ONE_DEVICE_RUN.format(
+        root=str(ROOT),
+        idx=config.idx_dir,
+        data_dir=config.data_dir,
+        runs=runs,
+        workdir=str(workdir),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = json.loads(done.stdout.split("RESULT", 1)[1])
+    for method, _ in runs:
+        assert one[method].pop("devices") == 1
+        assert one[method] == json.loads(json.dumps(two[method])), method

@@ -146,26 +146,34 @@ def _finish(code: int) -> None:
     os._exit(code)
 
 
-def run(main: Callable[[], None]) -> None:
-    """Runs ``main`` under the error contract of the module docstring."""
+def report(err: BaseException) -> tuple[int, str]:
+    """The exit code and the one ``error:`` line for a failure (see the module docstring)."""
+    if isinstance(err, KeyboardInterrupt):
+        return 130, "error: interrupted"
+    if isinstance(err, USER_ERRORS):
+        return 2, f"error: {one_line(err)}"
+    return 1, f"error: internal error: {type(err).__name__}: {one_line(err)}"
+
+
+def run(main: Callable[[], None], *, workdir: str | None = None) -> None:
+    """Sets up the console (:func:`setup`) and runs ``main`` under the module's error contract."""
+    setup(workdir)
     try:
         main()
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        _finish(130)
-    except USER_ERRORS as err:
-        logging.getLogger("jaxsnn").debug("failure", exc_info=True)
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        _finish(2)
-    except Exception as err:  # A bug: one line here, the traceback in the log.
-        logging.getLogger("jaxsnn").error("internal error\n%s", traceback.format_exc())
-        handlers = logging.getLogger().handlers
-        log = next((h.spill() for h in handlers if isinstance(h, _DeferredFileHandler)), None)
-        where = f"; traceback in {log}" if log else ""
-        print(
-            f"error: internal error: {type(err).__name__}: {one_line(err)}{where}", file=sys.stderr
-        )
-        _finish(1)
+    except BaseException as err:  # noqa: BLE001 - every failure ends in one line
+        if isinstance(err, SystemExit):
+            raise
+        code, line = report(err)
+        log = logging.getLogger("jaxsnn")
+        if code == 1:
+            log.error("internal error\n%s", traceback.format_exc())
+            handlers = logging.getLogger().handlers
+            path = next((h.spill() for h in handlers if isinstance(h, _DeferredFileHandler)), None)
+            line += f"; traceback in {path}" if path else ""
+        else:
+            log.info("failure", exc_info=True)
+        print(line, file=sys.stderr)
+        _finish(code)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -59,7 +59,14 @@ def make_manager(workdir, *, keep: int = 3, enable_async: bool = True) -> ocp.Ch
         create=True,
         enable_async_checkpointing=enable_async,
     )
-    return ocp.CheckpointManager(epath.Path(workdir).absolute() / "checkpoints", options=options)
+    directory = epath.Path(workdir).absolute() / "checkpoints"
+    try:
+        return ocp.CheckpointManager(directory, options=options)
+    except Exception as err:  # Orbax reads every step's metrics and metadata files here.
+        raise ValueError(
+            f"the checkpoints in {directory} are unreadable (corrupted metrics or metadata "
+            f"files? {first_line(err)}); move the folder aside or use a new --workdir"
+        ) from err
 
 
 def save(
