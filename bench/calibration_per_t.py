@@ -1,4 +1,4 @@
-"""Calibration family on real Fashion-MNIST with one calibration **per T** (issue 5).
+"""Every conversion method on real Fashion-MNIST with one conversion **per T**.
 
 Every method is calibrated and evaluated separately for each T ∈ {1, 2, 4, 8, 16, 32} (the CAL /
 AdaFire neuron's θ/(2T) shift, the thresholds and the corrections are fitted for that T), on the
@@ -21,13 +21,12 @@ import fcntl
 import importlib
 import json
 import os
+import platform
 import shlex
 import sys
 import time
 
 import numpy as np
-
-from bench.calibration_fashion_mnist import _machine, _method_summary
 
 STEPS = (1, 2, 4, 8, 16, 32)
 CONFIG = "configs/fashion_mnist_cnn.py"
@@ -47,6 +46,8 @@ VARIANTS = {
         {"method": "qcfs"},
         ("QCFS L=4",),
     ),
+    "srp": ("SRP (τ = 4 pre-simulation steps; latency τ + t)", {"method": "srp"}, ("QCFS L=4",)),
+    "cos": ("COS (τ = 4 pre-simulation steps; latency τ + t)", {"method": "cos"}, ("QCFS L=4",)),
     "calib_max": ("max thresholds", {"method": "calib_max"}, None),
     "calib_mse": ("MSE thresholds", {"method": "calib_mse"}, None),
     "calib_light": ("MSE + light (bias) calibration", {"method": "calib_light"}, None),
@@ -75,8 +76,42 @@ VARIANTS = {
         {"method": "ssc", "max_spikes": 4, "ssc_budget": "spikes", "ssc_spike_ratio": 0.7},
         None,
     ),
-    "icsnn": ("IC-SNN: data-driven v(0) (A2)", {"method": "icsnn"}, None),
+    "icsnn": (
+        "IC-SNN: data-driven v(0) (A2) + coding compensation (A3a)",
+        {"method": "icsnn"},
+        None,
+    ),
 }
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
+    except OSError:
+        pass
+    return f"{platform.node()}: {platform.system()} {platform.release()}, {cpu}, JAX CPU backend"
+
+
+def _method_summary(fields: dict) -> str:
+    parts = []
+    if fields.get("threshold_mode"):
+        parts.append(f"θ={fields['threshold_mode']}")
+    caps = fields.get("max_spikes_per_layer")
+    if caps:
+        parts.append("M=" + "/".join(str(v) for v in caps.values()))
+    if fields.get("search"):
+        parts.append("search")
+    if fields.get("ssc_ratios"):
+        parts.append("SSC r=" + "/".join(f"{v:g}" for v in fields["ssc_ratios"].values()))
+    for key in ("membrane_init", "icsnn_init"):
+        if isinstance(fields.get(key), str):
+            parts.append(f"{key}={fields[key]}")
+    if fields.get("presim"):
+        parts.append(f"τ={fields['presim']}")
+    return ", ".join(parts)
 
 
 def _load_config(net: str):
@@ -111,48 +146,45 @@ def _write(path: str, records: list, meta: dict) -> list:
     return list(merged.values())
 
 
-def run_one(config, ann, variables, input_shape, macs, mesh, variant: str, T: int) -> dict:
-    """Calibrates for ``T`` and evaluates on the whole test split; returns one record."""
-    from jaxsnn.convert.evaluate import evaluate, summarise
-    from jaxsnn.convert.pipeline import build_snn
+def run_one(run, variant: str, T: int) -> dict:
+    """Converts with ``variant`` for ``T`` and evaluates on the whole test split; one record.
 
-    from jaxsnn import data
-    from jaxsnn.train import sharding
+    ``run`` is the prepared ANN (:func:`jaxsnn.cli.convert.prepare`); conversion and evaluation
+    are exactly what ``convert.py`` does.
+    """
+    from jaxsnn import methods
+    from jaxsnn.cli import convert as engine
 
-    cfg = copy.deepcopy(config)
+    cfg = copy.deepcopy(run.config)
     cfg.convert.T = T
     for key, value in VARIANTS[variant][1].items():
         cfg.convert[key] = value
+    opts = engine.method_options(cfg.convert)
+    method = cfg.convert.method
     start = time.time()
-    spec, fields = build_snn(cfg, ann, variables, input_shape)
+    needs = methods.needs_data(method, opts)
+    batches = engine.calibration_batches(cfg, opts, run.shard) if needs else []
+    conv = methods.convert(method, run.ann_model, run.variables, batches, opts)
     calibrated = time.time()
-    totals = evaluate(
-        ann,
-        variables,
-        spec,
-        data.eval_batches(cfg, split="test", batch_size=cfg.eval_batch_size),
-        shard=lambda b: sharding.shard_batch(b, mesh),
-        progress=False,
-    )
-    s = summarise(totals, spec, macs)
-    fields = {
-        k: v
-        for k, v in fields.items()
-        if not k.endswith(("_sensitivity", "_energy")) and k != "iat_thresholds"
-    }
+    s = engine.evaluate_run(run._replace(config=cfg), conv, T, f"{variant} T={T}")
+    fields = {k: v for k, v in conv.fields.items() if not k.endswith(("_sensitivity", "_energy"))}
     return {
         "variant": variant,
         "T": T,
-        "method": cfg.convert.method,
+        "method": method,
         "overrides": dict(VARIANTS[variant][1]),
+        "method_options": json.loads(json.dumps(opts)),
         "ann_accuracy": s["ann_accuracy"],
         "accuracy_at_T": s["snn_accuracy"][-1],
         "snn_accuracy": s["snn_accuracy"],
+        "latency_at_T": conv.protocol.presim + T,
         "spikes_per_image": sum(v["spikes_per_image"] for v in s["layers"].values()),
         "energy_mj": s["energy"]["snn_energy_mj"],
         "iat": s.get("iat"),
+        "compensated_accuracy": s.get("compensated_accuracy"),
         "method_fields": fields,
         "method_summary": _method_summary(fields),
+        "ann_sha256": run.source.get("sha256"),
         "num_examples": s["num_examples"],
         "calibration_seconds": calibrated - start,
         "evaluation_seconds": time.time() - calibrated,
@@ -209,6 +241,22 @@ def markdown(records: list, meta: dict, steps) -> str:
                 lines.append(
                     f"| {v} | {t} | {_pct(r['accuracy_at_T'])} | {_pct(r['iat']['accuracy'])} | "
                     f"{r['iat']['mean_timesteps']:.2f} |"
+                )
+        comp_rows = [
+            (v, t)
+            for v in rows
+            for t in steps
+            if (by.get((net, v, t)) or {}).get("compensated_accuracy") is not None
+        ]
+        if comp_rows:
+            lines += ["", "Coding compensation (IC-SNN A3a), final-step readout:", ""]
+            lines += ["| method | T | accuracy at T | compensated accuracy at T |"]
+            lines += ["|---|---|---|---|"]
+            for v, t in comp_rows:
+                r = by[(net, v, t)]
+                lines.append(
+                    f"| {v} | {t} | {_pct(r['accuracy_at_T'])} | "
+                    f"{_pct(r['compensated_accuracy'])} |"
                 )
         lines += ["", f"Method fields (T = {max(steps)} run):", ""]
         for v in rows:
@@ -282,20 +330,13 @@ def main() -> None:
     if unknown:
         sys.exit(f"error: --only: unknown variants {unknown}; known: {sorted(VARIANTS)}")
 
-    from jaxsnn.convert.pipeline import load_ann
-
-    from jaxsnn import data
-    from jaxsnn.metrics.energy import layer_macs
-    from jaxsnn.train import sharding
+    from jaxsnn.cli import convert as engine
 
     path = args.out + ".json"
     records = _read(path)
-    # A record counts as done only if it was made with the variant's current options.
-    done = {
-        _key(r)
-        for r in records
-        if r["variant"] in VARIANTS and r.get("overrides") == VARIANTS[r["variant"]][1]
-    }
+    # A record counts as done only if it was made with the variant's current options, from the
+    # ANN checkpoint now in that workdir (same content hash).
+    hashes = {}
     workdirs = {net: getattr(args, NETS[net]["workdir_flag"]) for net in NETS}
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -303,12 +344,16 @@ def main() -> None:
         "command": shlex.join(["python", "-m", "bench.calibration_per_t", *sys.argv[1:]]),
         "train_commands": {n: TRAIN_COMMANDS[n].format(workdir=w) for n, w in workdirs.items()},
     }
-    mesh = sharding.make_mesh()
     for net in args.nets.split(","):
-        config = _load_config(net)
-        input_shape = (1, *data.get_dataset_info(config).image_shape)
-        ann, variables, _ = load_ann(config, workdirs[net], input_shape)
-        macs = layer_macs(ann, variables, input_shape)
+        run = engine.prepare(_load_config(net), workdirs[net])
+        hashes[net] = run.source.get("sha256")
+        done = {
+            _key(r)
+            for r in records
+            if r["variant"] in VARIANTS
+            and r.get("overrides") == VARIANTS[r["variant"]][1]
+            and r.get("ann_sha256") == hashes[net]
+        }
         for v in variants:
             nets = VARIANTS[v][2]
             if nets is not None and net not in nets:
@@ -317,7 +362,7 @@ def main() -> None:
                 if (net, v, T) in done:
                     continue
                 rec = {"net": net, "workdir": workdirs[net], "command": meta["command"]} | run_one(
-                    config, ann, variables, input_shape, macs, mesh, v, T
+                    run, v, T
                 )
                 records.append(rec)
                 _write(path, records, meta)

@@ -178,7 +178,8 @@ def _sweep(config, conv, batches, shard, num_steps: int) -> dict:
     return {"kind": sweep["kind"], "values": [float(v) for v in values], "accuracy": acc.tolist()}
 
 
-def _calibration_batches(config, opts, shard) -> list:
+def calibration_batches(config, opts, shard) -> list:
+    """The method's calibration batches (``calib_batches`` × ``calib_batch_size``), sharded."""
     batches = data.calibration_batches(
         config,
         num_batches=opts["calib_batches"],
@@ -188,7 +189,7 @@ def _calibration_batches(config, opts, shard) -> list:
     return [shard(b) for b in batches]
 
 
-class _Run(NamedTuple):
+class Run(NamedTuple):
     """A validated conversion request with its ANN, data description and device mesh."""
 
     config: ml_collections.ConfigDict
@@ -207,8 +208,13 @@ class _Run(NamedTuple):
         return sharding.replicate(tree, self.mesh)
 
 
-def _prepare(config: ml_collections.ConfigDict, workdir) -> _Run:
-    """Validates the request and loads the ANN (replicated over the devices)."""
+def prepare(config: ml_collections.ConfigDict, workdir) -> Run:
+    """Validates the request and loads the ANN (replicated over the devices).
+
+    With :func:`calibration_batches`, :func:`jaxsnn.methods.convert` and :func:`evaluate_run`,
+    the pieces of :func:`convert_and_evaluate` (benchmarks reuse them for many conversions of
+    one ANN).
+    """
     opts = validate_convert_config(config)
     mesh = sharding.make_mesh()
     sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
@@ -225,10 +231,10 @@ def _prepare(config: ml_collections.ConfigDict, workdir) -> _Run:
             f"ANN from {source['path']}: {err}"
         ) from None
     variables = sharding.replicate(variables, mesh)
-    return _Run(config, opts, mesh, info, input_shape, ann_model, variables, source)
+    return Run(config, opts, mesh, info, input_shape, ann_model, variables, source)
 
 
-def _evaluate(run: _Run, conv, num_steps: int, desc: str) -> dict:
+def evaluate_run(run: Run, conv, num_steps: int, desc: str) -> dict:
     """ANN and SNN over the whole test split: accuracies, diagnostics, energy."""
     config = run.config
     totals = evaluate(
@@ -250,7 +256,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     """Converts the ANN in ``workdir`` and evaluates it; returns the results dict (also written)."""
     config = ml_collections.ConfigDict(config.to_dict())  # Private copy.
     cc = config.convert
-    run = _prepare(config, workdir)
+    run = prepare(config, workdir)
     method, opts, info = cc.method, run.opts, run.info
     T = opts["T"]
     final = _output_folder(config, workdir, method, opts)
@@ -264,7 +270,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     _check_folder(final, planned, bool(cc.get("overwrite", False)))
     start = time.time()
     needs_data = methods.needs_data(method, opts)
-    batches = _calibration_batches(config, opts, run.shard) if needs_data else []
+    batches = calibration_batches(config, opts, run.shard) if needs_data else []
     logging.info("converting with %s (%d calibration batches)", method, len(batches))
     conv = methods.convert(method, run.ann_model, run.variables, batches, opts)
     thresholds = {  # Every θ finite and > 0 (with the layer's name) before anything runs.
@@ -272,7 +278,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         for k, v in extract_thresholds(conv.params).items()
     }
     converted = time.time()
-    summary = _evaluate(run, conv, T, f"{method} T={T}: evaluating")
+    summary = evaluate_run(run, conv, T, f"{method} T={T}: evaluating")
     is_qcfs = config.get("activation", "qcfs") == "qcfs" or bool(cc.get("torch_checkpoint"))
     presim = conv.protocol.presim
     results = {
@@ -331,9 +337,9 @@ def evaluate_saved(out_dir) -> dict:
     config = ml_collections.ConfigDict(recorded["config"])
     if recorded["source_checkpoint"].get("kind") == "jaxsnn":
         config.convert.checkpoint = str(recorded["source_checkpoint"]["step"])
-    run = _prepare(config, recorded["workdir"])
+    run = prepare(config, recorded["workdir"])
     conv, metadata = outputs.load_snn(out_dir)
-    return _evaluate(run, conv, metadata["T"], f"{metadata['method']}: re-evaluating")
+    return evaluate_run(run, conv, metadata["T"], f"{metadata['method']}: re-evaluating")
 
 
 def rerun(results_path, output_dir: str | None = None) -> dict:
