@@ -5,11 +5,11 @@ Run::
     python train.py --config configs/cifar100_resnet18_qcfs.py --workdir /tmp/cifar100_resnet18_qcfs
     python train.py --config configs/cifar100_resnet18_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (new QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs, batch
-200, L=8, crop+flip+AutoAugment+Cutout(8).
+Recipe (the QCFS successor repository, putshua/ANN_SNN_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine
+per epoch, 300 epochs, batch 200, L=8, crop+flip+AutoAugment+Cutout(8).
 
-Expected: not yet measured here (no GPU run yet). Replication (spec §2.8, seed 42): ANN 79.59%; SNN
-75.47% at T=8, 79.93% at T=32.
+Expected: not yet measured here (no GPU run yet). Independent replication (bjourne/ANN_SNN_QCFS
+README, L=8, seed 42): ANN 79.59%; SNN 75.47% at T=8, 79.93% at T=32.
 """
 
 import ml_collections

@@ -6,8 +6,9 @@ Run::
   python train.py --config configs/cifar100_resnet20_qcfs.py:runlocal --workdir /tmp/smoke
   python train.py --config configs/cifar100_resnet20_qcfs.py:L=4,lr=0.02,batch=128 --workdir /tmp/a
 
-Recipe (new QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs, batch
-200, L=8, crop+flip+AutoAugment+Cutout(8). SRP's recipe (spec §4.5) is lr 0.02, L=4, batch 128:
+Recipe (the QCFS successor repository, putshua/ANN_SNN_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine
+per epoch, 300 epochs, batch 200, L=8, crop+flip+AutoAugment+Cutout(8). SRP's recipe
+(hzc1208/ANN2SNN_SRP) is lr 0.02, L=4, batch 128:
 ``--config configs/cifar100_resnet20_qcfs.py:L=4,lr=0.02,batch=128``.
 
 Expected: not yet measured here (no GPU run yet). SRP README (its recipe): ANN 69.94%.

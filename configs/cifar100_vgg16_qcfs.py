@@ -5,11 +5,12 @@ Run::
     python train.py --config configs/cifar100_vgg16_qcfs.py --workdir /tmp/cifar100_vgg16_qcfs
     python train.py --config configs/cifar100_vgg16_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (new QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs, batch
-200, L=8, crop+flip+AutoAugment+Cutout(8). (The old repo used no AutoAugment and Cutout(16).)
+Recipe (the QCFS successor repository, putshua/ANN_SNN_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine
+per epoch, 300 epochs, batch 200, L=8, crop+flip+AutoAugment+Cutout(8). (The original repository,
+putshua/SNN_conversion_QCFS, used no AutoAugment and Cutout(16).)
 
-Expected: not yet measured here (no GPU run yet). Replication (spec §2.8, authors' checkpoint): ANN
-77.41%; SNN 74.79% at T=8, 76.87% at T=32.
+Expected: not yet measured here (no GPU run yet). Independent replication with the authors'
+checkpoint (bjourne/ANN_SNN_QCFS README, L=8): ANN 77.41%; SNN 74.79% at T=8, 76.87% at T=32.
 """
 
 import ml_collections

@@ -5,8 +5,8 @@ Run::
     python train.py --config configs/cifar10_resnet20_qcfs.py --workdir /tmp/cifar10_resnet20_qcfs
     python train.py --config configs/cifar10_resnet20_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs, batch 200,
-L=8, crop+flip+AutoAugment+Cutout(16).
+Recipe (QCFS code, putshua/ANN_SNN_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, 300 epochs,
+batch 200, L=8, crop+flip+AutoAugment+Cutout(16).
 
 Expected: not yet measured here (no GPU run yet). Paper: ANN 91.77%; SNN 89.55% at T=8, 92.24% at
 T=32.

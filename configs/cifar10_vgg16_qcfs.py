@@ -5,8 +5,8 @@ Run::
     python train.py --config configs/cifar10_vgg16_qcfs.py --workdir /tmp/cifar10_vgg16_qcfs
     python train.py --config configs/cifar10_vgg16_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (QCFS repo, spec §2.6): SGD m0.9, lr 0.1, wd 5e-4 on all params, cosine per epoch, 300
-epochs, batch 200, L=8, crop+flip+AutoAugment+Cutout(16), CE, seed 42.
+Recipe (QCFS code, putshua/ANN_SNN_QCFS): SGD m0.9, lr 0.1, wd 5e-4 on all params, cosine per
+epoch, 300 epochs, batch 200, L=8, crop+flip+AutoAugment+Cutout(16), CE, seed 42.
 
 Expected: not yet measured here (no GPU run yet). Paper: ANN 95.52%; SNN 94.95% at T=8, 95.54% at
 T=32.

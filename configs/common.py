@@ -62,7 +62,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 def sgd_block(config: ml_collections.ConfigDict, *, lr: float, wd: float = 5e-4) -> None:
-    """QCFS/SRP optimiser (spec §2.6, §9): SGD momentum 0.9, wd on all params, cosine per epoch."""
+    """QCFS/SRP optimiser (their released recipe): SGD momentum 0.9, wd on all params, cosine."""
     config.optimizer = "sgd"
     config.learning_rate = lr
     config.momentum = 0.9
@@ -163,7 +163,9 @@ def qcfs_config(
     wd: float = 5e-4,
     stem: str = "",
 ) -> ml_collections.ConfigDict:
-    """A QCFS/SRP-style ANN training config (spec §2.6, §4.5, §9) with command-line overrides.
+    """A QCFS/SRP-style ANN training config with command-line overrides.
+
+    Recipes: docs/methods.md, "Architectures and training recipes".
 
     ``arg`` keys: ``L``, ``epochs``, ``batch``, ``lr``, ``wd``, ``seed``, ``T`` (for conversion),
     ``data_dir``, ``stem`` (ResNets: 'cifar' = reference 3×3 stem, 'imagenet' = 7×7/2 stem), and

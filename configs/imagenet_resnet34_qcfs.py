@@ -5,11 +5,11 @@ Run::
     python train.py --config configs/imagenet_resnet34_qcfs.py --workdir /tmp/imagenet_resnet34_qcfs
     python train.py --config configs/imagenet_resnet34_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (QCFS, spec §2.6/§8.3): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, L=16 (the QCFS ImageNet
-checkpoints), RandomResizedCrop 224 + flip (ColorJitter not implemented). Epochs (120) and batch
-(256) are not given by the spec: assumptions. The reference stem costs ~16x torchvision's FLOPs;
-``:stem=imagenet`` selects the 7×7/2 stem instead. Needs ImageNet prepared as TFDS array_record
-(config.data_dir).
+Recipe (QCFS, putshua/SNN_conversion_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, L=16
+(the QCFS ImageNet checkpoints), RandomResizedCrop 224 + flip (ColorJitter not implemented). Epochs
+(120) and batch (256) are our assumptions (the released ImageNet training script does not run as
+published). The reference stem costs ~16x torchvision's FLOPs; ``:stem=imagenet`` selects the
+7×7/2 stem instead. Needs ImageNet prepared as TFDS array_record (config.data_dir).
 
 Expected: not yet measured here (no GPU run yet). Paper: ANN 74.32%.
 """

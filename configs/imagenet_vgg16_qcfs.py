@@ -5,9 +5,10 @@ Run::
     python train.py --config configs/imagenet_vgg16_qcfs.py --workdir /tmp/imagenet_vgg16_qcfs
     python train.py --config configs/imagenet_vgg16_qcfs.py:runlocal --workdir /tmp/smoke
 
-Recipe (QCFS, spec §2.6/§8.1): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, L=16, RandomResizedCrop
-224 + flip (ColorJitter not implemented). Epochs (120) and batch (256) are not given by the spec:
-assumptions. Needs ImageNet prepared as TFDS array_record (config.data_dir).
+Recipe (QCFS, putshua/SNN_conversion_QCFS): SGD m0.9, lr 0.1, wd 5e-4, cosine per epoch, L=16,
+RandomResizedCrop 224 + flip (ColorJitter not implemented). Epochs (120) and batch (256) are our
+assumptions (the released ImageNet training script does not run as published). Needs ImageNet
+prepared as TFDS array_record (config.data_dir).
 
 Expected: not yet measured here (no GPU run yet). Paper: ANN 74.29%.
 """

@@ -9,7 +9,7 @@ spike cap per layer.
 """
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ from flax import linen as nn
 from jaxsnn import tree
 from jaxsnn.models.layers import BN_EPSILON
 from jaxsnn.neurons import CAP, IF, THRESHOLD, SpikingActivation
+from jaxsnn.typing import Membrane
 
 
 def fold_batchnorm(params: Mapping, batch_stats: Mapping, eps: float = BN_EPSILON) -> dict:
@@ -175,8 +176,11 @@ def membrane_shapes(snn_model: nn.Module, input_shape, dtype=jnp.float32) -> dic
 
 
 def init_membrane(
-    snn_model: nn.Module, input_shape, mode: MembraneInit = "half", dtype=jnp.float32
-) -> dict:
+    snn_model: nn.Module,
+    input_shape: Sequence[int],
+    mode: MembraneInit = "half",
+    dtype=jnp.float32,
+) -> Membrane:
     """Converts an SNN definition and batch shape into the initial ``'membrane'`` collection.
 
     ``v`` is in threshold units. ``mode``: ``"half"`` (v = θ/2, optimal, default), ``"zero"``,

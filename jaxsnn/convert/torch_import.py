@@ -2,8 +2,9 @@
 
 The reference repositories (``putshua/SNN_conversion_QCFS``, ``hzc1208/ANN2SNN_SRP``) save the ANN's
 ``state_dict`` after max-pool → average-pool and ReLU → QCFS, so every activation threshold is an
-``.up`` key (spec §8, fixture README "State-dict layout"). The mapping onto our trees is
-module-by-module:
+``.up`` key (architectures: docs/methods.md, "Architectures and training recipes"; key layout:
+``tests/fixtures/reference/README.md``, "State-dict layout of the reference architectures"). The
+mapping onto our trees is module-by-module:
 
 ======================================================  =========================================
 PyTorch module prefix                                    Flax module path

@@ -15,6 +15,9 @@ Use :func:`convert` (``(method name, ANN, variables, calibration batches, option
 :class:`Converted`); :func:`names`, :func:`get` and :func:`option_table` describe what is
 registered. Support modules: :mod:`.thresholds`, :mod:`.correction`, :mod:`.allocation` (the
 calibration passes) and :mod:`.iat` (early exit, available to every method).
+
+Each method's equations, defaults, tested invariants and deviations from the authors' released
+code are explained in docs/methods.md.
 """
 
 import dataclasses

@@ -1,33 +1,36 @@
 r"""Sensitivity analysis and frontier search: per-layer spike caps (AdaFire) and SSC ratios.
 
-**Sensitivity** (spec §6.3, §6.4). For every spiking layer i and candidate c, change layer i only
-(its cap ``M = c``, or its threshold ``θ·r``), simulate T steps on one batch and record
+**Sensitivity** (docs/methods.md, "Burst (AdaFire)" and "SSC"). For every spiking layer i and
+candidate c, change layer i only (its cap ``M = c``, or its threshold ``θ·r``), simulate T steps
+on one batch and record
 
 - the symmetric KL :math:`S = \tfrac12(\mathrm{KL}(P\|Q) + \mathrm{KL}(Q\|P))` between
   :math:`P = \mathrm{softmax}` (mean SNN logits) and :math:`Q = \mathrm{softmax}` (ANN logits),
   each KL summed over batch and classes and divided by the batch size;
 - the energy :math:`E` = total spike count of layer i over the T steps.
 
-Caps and thresholds are traced parameters (see :mod:`jaxsnn.calibrate.snn`), so all
+Caps and thresholds are traced parameters (:class:`jaxsnn.neurons.SpikingActivation`), so all
 ``layers × candidates`` runs are one compiled program driven by ``lax.map`` (``chunk`` runs are
 vmapped together).
 
 **Frontier search** (multiple-choice knapsack by Pareto pruning): expand every frontier node with
 every candidate of the next layer, sort children by cost (stable), keep a child iff its cost is
 within the budget and its value is strictly below the last kept one. With non-negative costs this
-equals brute-force ``argmin Σ value s.t. Σ cost ≤ budget`` (I-11).
+equals brute-force ``argmin Σ value s.t. Σ cost ≤ budget`` (docs/methods.md, "Frontier
+search"; invariant I-11).
 
-- AdaFire caps: cost = E, value = S, budget ``ratio · Σ_i E[M_d][i]``. Fix of §6.3's BUG: the
-  desired cap ``M_d`` is looked up **by value** in the candidate list (the reference indexes
-  ``M_d − 1``, wrong when ``minspike ≠ 1``).
+- AdaFire caps: cost = E, value = S, budget ``ratio · Σ_i E[M_d][i]``. Deviation from the released
+  code: the desired cap ``M_d`` is looked up **by value** in the candidate list (the released
+  code indexes ``M_d − 1``, wrong when ``minspike ≠ 1``).
 - SSC ratios, released budget: roles swapped (cost = S, value = E), budget
   ``ratio · Σ_i S[r = 1][i]``; or (our default, ``budget_kind='spikes'``) a spike budget:
-  cost = E, value = S, budget ``ratio · Σ_i E[r = 1][i]``. Fix of §6.4's BUG: the backtracked
-  choice list is reversed into layer order; ``released_order=True`` reproduces the reference
+  cost = E, value = S, budget ``ratio · Σ_i E[r = 1][i]``. Deviation from the released
+  code, which does not reverse the backtracked choice list: we reverse it into layer order
+  (docs/methods.md, "SSC layer order"); ``released_order=True`` reproduces the released
   (unreversed) assignment.
-- An empty frontier (no assignment within the budget) raises a ``ValueError`` (the reference
-  crashes with an index error). Only the symmetric-KL metric is ported (the reference's
-  'accuracy' metric allows negative costs, for which the pruning is not exact).
+- An empty frontier (no assignment within the budget) raises a ``ValueError`` (the released
+  code crashes with an index error). Only the symmetric-KL metric is ported (the released
+  code's 'accuracy' metric allows negative costs, for which the pruning is not exact).
 """
 
 import functools

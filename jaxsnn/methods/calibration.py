@@ -7,7 +7,7 @@ All four use the calibration papers' neuron: reset by subtraction, a per-step sh
 (:mod:`jaxsnn.methods.thresholds`). They differ in the correction that follows:
 
 ============== ===========================================================================
-``calib_max``  none; θ = the maximum activation (the port's choice for BURST's 'none' mode,
+``calib_max``  none; θ = the maximum activation (our choice for BURST's 'none' mode,
                whose released code crashes there)
 ``calib_mse``  none; θ from the MSE grid search
 ``calib_light``  bias calibration (:func:`~jaxsnn.methods.correction.bias_calibration`)

@@ -1,4 +1,5 @@
-r"""Layer-sequential SNN calibration: bias, initial potential and weights (spec §5.3, §5.4, I-10).
+r"""Layer-sequential SNN calibration: bias, initial potential and weights (docs/methods.md,
+"Calibration"; invariant I-10).
 
 Every pass walks the spiking layers in forward order. For layer l it simulates the **current**
 SNN (layers < l already corrected) for T steps, reads the layer's time-averaged output
@@ -7,7 +8,7 @@ reference output A (the ANN is never modified):
 
 - :func:`bias_calibration` (CAL "light"): :math:`b \leftarrow b - (\bar S - \bar A)`, means per
   channel over (N, H, W) (over N for Dense layers), applied to the BN-folded conv/dense that feeds
-  the activation (:func:`~jaxsnn.calibrate.snn.producer_of`; in a residual block ``act2`` the
+  the activation (:func:`~jaxsnn.models.producer_of`; in a residual block ``act2`` the
   bias of ``conv2``, the shortcut being the residual input);
 - :func:`potential_calibration` (CAL "advanced", IC-SNN A2): the initial potential gets
   :math:`T(\bar A - \bar S)` per neuron position (mean over N only) or per channel, **added on
@@ -21,7 +22,7 @@ reference output A (the ANN is never modified):
   the θ/(2T) shift): a half-level bias that at T = 1 pushes every kernel up
   (``half_shift=False`` keeps it).
   Iterations, samples, batch and learning rate are parameters (the reference values are 5 000,
-  1 024, 32 and 1e-5, cosine to 0). BURST's repo lacks this function (ImportError, §5.4).
+  1 024, 32 and 1e-5, cosine to 0). BURST's code imports this function but does not contain it.
 """
 
 import functools
@@ -159,7 +160,8 @@ def _surrogate(pre, theta, cap, num_steps, half_shift):
     r"""T-step mean output of the burst neuron on constant input ``pre`` (straight-through floor).
 
     ``half_shift``: :math:`(\theta/T)\,\mathrm{clip}(\lfloor T\,pre/\theta + \tfrac12\rfloor,
-    0, TM)`, what the CAL/AdaFire neuron with its θ/(2T) per-step shift gives (spec I-3);
+    0, TM)`, what the CAL/AdaFire neuron with its θ/(2T) per-step shift gives on a constant input
+    (docs/methods.md, "Weight calibration"; invariant I-3);
     otherwise the reference code's
     :math:`(\theta/T)\lfloor T\,\mathrm{clip}(pre/\theta, 0, M)\rfloor`.
     """

@@ -18,23 +18,35 @@ padded evaluation batches can be accumulated with :func:`iat_sums` and divided o
 (:func:`iat_summary`).
 """
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from jaxsnn.typing import Images, Labels, LogitSeq, Mask, StepValues
+
+PerStepLike = Float[ArrayLike, " T"]  # One value per step, host or device array.
+ExitThresholds = PerStepLike  # τ_t.
+FloatPerStep = Float[Array, " T"]
+CountPerStep = Int[Array, " T"]
+HostPerStep = Float[np.ndarray, " T"]
+ExitSteps = Int[Array, " B"]  # Each sample's exit step, 1..T.
+Count = Int[Array, ""]
 
 THRESHOLD_FORMS = {"cifar": (0.6, 0.4), "imagenet": (0.995, 0.005)}
 
 
-def normalised_entropy(cumulative: jax.Array) -> jax.Array:
+def normalised_entropy(cumulative: LogitSeq) -> StepValues:
     """:math:`H(P_t)/\\ln K` of the softmax of ``[T, B, K]`` cumulative logits → ``[T, B]``."""
     logp = jax.nn.log_softmax(cumulative, axis=-1)
     h = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
     return h / jnp.log(jnp.asarray(cumulative.shape[-1], h.dtype))
 
 
-def iat_scores(cumulative: jax.Array, *, metric: str = "entropy") -> jax.Array:
+def iat_scores(cumulative: LogitSeq, *, metric: str = "entropy") -> StepValues:
     """Exit scores ``[T, B]`` (``'entropy'`` or ``'confidence'``); higher means more certain."""
     if metric == "entropy":
         return 1 - normalised_entropy(cumulative)
@@ -43,7 +55,9 @@ def iat_scores(cumulative: jax.Array, *, metric: str = "entropy") -> jax.Array:
     raise ValueError(f"IAT metric must be 'entropy' or 'confidence', got {metric!r}")
 
 
-def iat_statistics(cumulative: jax.Array, labels: jax.Array, mask: jax.Array | None = None):
+def iat_statistics(
+    cumulative: LogitSeq, labels: Labels, mask: Mask | None = None
+) -> tuple[FloatPerStep, CountPerStep]:
     """Per step: (Σ normalised entropy of correct samples ``[T]``, number correct ``[T]``)."""
     hits = jnp.argmax(cumulative, axis=-1) == labels[None, :]
     if mask is not None:
@@ -53,8 +67,11 @@ def iat_statistics(cumulative: jax.Array, labels: jax.Array, mask: jax.Array | N
 
 
 def iat_thresholds_from_statistics(
-    entropy_sum, num_correct, *, dataset_kind: str = "cifar"
-) -> np.ndarray:
+    entropy_sum: PerStepLike,
+    num_correct: PerStepLike,
+    *,
+    dataset_kind: str = "cifar",
+) -> HostPerStep:
     """Exit thresholds ``τ [T]`` from summed statistics (see :func:`iat_statistics`)."""
     if dataset_kind not in THRESHOLD_FORMS:
         raise ValueError(
@@ -70,18 +87,20 @@ def iat_thresholds_from_statistics(
 
 
 def fit_iat_thresholds(
-    cumulative: jax.Array,
-    labels: jax.Array,
-    mask: jax.Array | None = None,
+    cumulative: LogitSeq,
+    labels: Labels,
+    mask: Mask | None = None,
     *,
     dataset_kind: str = "cifar",
-) -> np.ndarray:
+) -> HostPerStep:
     """Exit thresholds ``τ [T]`` from one ``[T, B, K]`` cumulative readout and its labels."""
     s, n = iat_statistics(cumulative, labels, mask)
     return iat_thresholds_from_statistics(s, n, dataset_kind=dataset_kind)
 
 
-def iat_predict(cumulative: jax.Array, thresholds: jax.Array, *, metric: str = "entropy"):
+def iat_predict(
+    cumulative: LogitSeq, thresholds: ExitThresholds, *, metric: str = "entropy"
+) -> tuple[ExitSteps, Labels]:
     """Early exit: ``(exit_step [B] in 1..T, prediction [B])``."""
     scores = iat_scores(cumulative, metric=metric)
     num_steps = cumulative.shape[0]
@@ -96,17 +115,17 @@ def iat_predict(cumulative: jax.Array, thresholds: jax.Array, *, metric: str = "
 class IATSums(NamedTuple):
     """Masked sums over samples; add them across batches, then call :func:`iat_summary`."""
 
-    correct: jax.Array
-    nseen: jax.Array
-    step_sum: jax.Array
-    exits: jax.Array  # [T]: samples exiting at each step
+    correct: Count
+    nseen: Count
+    step_sum: Count
+    exits: CountPerStep  # Samples exiting at each step.
 
 
 def iat_sums(
-    cumulative: jax.Array,
-    thresholds: jax.Array,
-    labels: jax.Array,
-    mask: jax.Array | None = None,
+    cumulative: LogitSeq,
+    thresholds: ExitThresholds,
+    labels: Labels,
+    mask: Mask | None = None,
     *,
     metric: str = "entropy",
 ) -> IATSums:
@@ -132,7 +151,13 @@ def iat_summary(sums: IATSums) -> dict:
     }
 
 
-def fit_on_batches(run, batches, *, num_steps: int, dataset_kind: str) -> np.ndarray:
+def fit_on_batches(
+    run: Callable[[Images], LogitSeq],
+    batches: Iterable[Mapping],
+    *,
+    num_steps: int,
+    dataset_kind: str,
+) -> HostPerStep:
     """Exit thresholds ``τ [T]`` from calibration batches (dicts with ``'image'``, ``'label'``).
 
     Args:

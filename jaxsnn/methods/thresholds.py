@@ -1,9 +1,10 @@
-r"""Threshold determination from ANN activations on training batches (docs/methods.md).
+r"""Threshold determination from ANN activations on training batches (docs/methods.md,
+"Thresholds").
 
 Modes (per batch, then an EMA over batches, momentum 0.9, first batch initialises):
 
-- ``'max'``: θ = max(a) (CAL's "none" calibration; also the port's choice for BURST's 'none',
-  whose released code crashes there, §6.8).
+- ``'max'``: θ = max(a) (CAL's "none" calibration; also our choice for BURST's 'none' mode, where
+  the released code crashes).
 - ``'percentile'``: θ = the p-th percentile of a (linear interpolation, like ``torch.quantile``).
 - ``'mse'``: grid search over :math:`V_i = \max(a)\,(1 - 0.01\,i)`, ``i = 0..94``, minimising the
   error of the quantised surrogate
@@ -18,13 +19,14 @@ squared error, result ``[C]``. Layer-wise (2-D activations such as Dense outputs
 ``channel_wise=False``): global max, **mean** squared error, scalar result. Ties keep the larger V
 (``argmin`` returns the first minimum, which is the strict-improvement scan downwards).
 
-Deviations from the released code (documented fixes):
+Deviations from the released code (docs/methods.md, "Deviations from the released code"):
 
 - the layer-wise search starts from ``best = 1e5``, ``V = 0`` and keeps V = 0 when every MSE is
   ≥ 1e5; here the best candidate is always taken;
-- **never-active channels** (ANN max 0, so θ = 0 and ``u = x/θ`` is NaN, §6.8): after the EMA, any
-  θ that is not finite and > 0 is replaced by the largest valid θ of the same layer; a layer
-  without any valid θ (entirely dead on the calibration data) gets :data:`DEAD_LAYER_THRESHOLD`.
+- **never-active channels** (ANN max 0, so θ = 0 and ``u = x/θ`` is NaN in the released code):
+  after the EMA, any θ that is not finite and > 0 is replaced by the largest valid θ of the same
+  layer; a layer without any valid θ (entirely dead on the calibration data) gets
+  :data:`DEAD_LAYER_THRESHOLD`.
   A small θ is the right choice there: a burst neuron emits at most M·θ per step, so the dead
   layer's SNN output stays ≈ 0, like the ANN's.
 """

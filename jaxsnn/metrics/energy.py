@@ -12,7 +12,8 @@ analog image (the first conv, direct encoding) does full MACs every step. Energy
             + E_{AC}\sum_{t,\,l\in\text{spiking}} \mathrm{MACs}_l\,\rho_l(t),
 
 with :math:`E_{MAC} = 4.6` pJ and :math:`E_{AC} = 0.9` pJ (32-bit float, 45 nm CMOS; Horowitz,
-"Computing's energy problem", ISSCC 2014), the constants the calibration papers use (spec §6.7).
+"Computing's energy problem", ISSCC 2014), the constants the calibration papers use
+(docs/methods.md, "Energy estimate").
 """
 
 import jax

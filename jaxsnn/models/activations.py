@@ -12,7 +12,9 @@ from jaxsnn.ops import qcfs
 
 
 class QCFS(nn.Module):
-    r"""QCFS activation with a trainable clip value λ (param ``threshold``, spec §2.1).
+    r"""QCFS activation with a trainable clip value λ (param ``threshold``).
+
+    Equation and gradients: docs/methods.md, "The QCFS activation".
 
     Attributes:
       levels: quantisation steps L.

@@ -1,4 +1,6 @@
-"""ResNets in the QCFS/SRP layout (spec §8.3) with a pluggable activation.
+"""ResNets in the QCFS/SRP layout with a pluggable activation.
+
+Layouts: docs/methods.md, "Architectures and training recipes".
 
 BasicBlock: conv3×3(stride s) → BN → act → conv3×3 → BN, add the shortcut (identity, or a 1×1
 conv + BN projection when the stride or width changes), then act. ``stem="cifar"`` is the
@@ -88,6 +90,6 @@ class ResNet(nn.Module):
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512))
 ResNet20 = functools.partial(ResNet, stage_sizes=(3, 3, 3), widths=(16, 32, 64))
 ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512))
-# The BURST/CAL "res20": the same topology 4x wider (spec §8.4).
+# The BURST/CAL "res20": the same topology 4x wider (~4.3 M params, not He's ResNet-20).
 ResNet20Wide = functools.partial(ResNet, stage_sizes=(3, 3, 3), widths=(64, 128, 256))
 _ResNetTiny = functools.partial(ResNet, stage_sizes=(1, 1), widths=(4, 8))

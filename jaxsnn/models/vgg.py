@@ -1,4 +1,6 @@
-"""VGG-16 in the QCFS/SRP layout (spec §8.1), with average pooling and a pluggable activation.
+"""VGG-16 in the QCFS/SRP layout, with average pooling and a pluggable activation.
+
+Layout: docs/methods.md, "Architectures and training recipes".
 
 Five blocks of 3×3 convs (bias, BN, activation) each closed by a 2×2 average pool, then
 Linear(F→4096) → act → Linear(4096→4096) → act → Linear(4096→K); the last layer is the analog

@@ -28,16 +28,18 @@ broadcast), at most 1 ulp per charge; we accept it rather than materialise θ at
 """
 
 import dataclasses
+from collections.abc import Sequence
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
+
+from jaxsnn.typing import Current, PerNeuron, Potential, Scalar, SpikeCount
 
 
 class NeuronState(NamedTuple):
     """Membrane potential in units of the threshold (``u = v / θ``)."""
 
-    v: jax.Array
+    v: Potential
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +60,18 @@ class IF:
         if not isinstance(self.max_spikes, int) or self.max_spikes < 1:
             raise ValueError(f"max_spikes must be an integer >= 1, got {self.max_spikes!r}")
 
-    def init_state(self, shape, dtype, v0=0.5) -> NeuronState:
+    def init_state(self, shape: Sequence[int], dtype, v0: PerNeuron = 0.5) -> NeuronState:
         """Starts every neuron at ``u = v0`` (0.5, the optimal ``θ/2``, by default)."""
         return NeuronState(v=jnp.broadcast_to(jnp.asarray(v0, dtype), shape))
 
     def step(
-        self, x, state: NeuronState, *, threshold, max_spikes=None
-    ) -> tuple[jax.Array, NeuronState]:
+        self,
+        x: Current,
+        state: NeuronState,
+        *,
+        threshold: PerNeuron,
+        max_spikes: int | Scalar | None = None,
+    ) -> tuple[SpikeCount, NeuronState]:
         """Charge, fire up to ``max_spikes`` spikes, reset by subtraction; returns counts."""
         cap = self.max_spikes if max_spikes is None else max_spikes
         v = state.v + x / threshold

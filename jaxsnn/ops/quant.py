@@ -46,11 +46,13 @@ def _clip_unit(q: jax.Array) -> jax.Array:
 def qcfs(x: jax.Array, threshold: jax.Array, levels: int, shift: float = 0.5) -> jax.Array:
     r"""QCFS: :math:`\lambda\,\mathrm{clip}(\lfloor L x/\lambda + \varphi\rfloor / L, 0, 1)`.
 
-    The operation order is the reference one (divide by λ, times L, add shift, floor, divide by L,
-    clip, times λ), so values agree bit for bit with the PyTorch code when L is a power of two
+    The operation order is the released code's (divide by λ, times L, add shift, floor, divide by
+    L, clip, times λ), so values agree bit for bit with the PyTorch code when L is a power of two
     (every shipped config). For other L, XLA turns ``/ L`` into ``· (1/L)``, which can be 1 ulp
-    off (``L = 41``: the top level is λ(1 − 2⁻²⁴) instead of λ). Gradients (spec §2.1):
-    ``∂h/∂x = 1[0 ≤ q ≤ 1]`` and ``∂h/∂λ = clip(q, 0, 1) − 1[0 ≤ q ≤ 1]·x/λ``.
+    off (``L = 41``: the top level is λ(1 − 2⁻²⁴) instead of λ). Gradients, as PyTorch's autograd
+    gives them for the released code (docs/methods.md, "The QCFS activation"), with
+    ``q = ⌊L·x/λ + φ⌋/L``: ``∂h/∂x = 1[0 ≤ q ≤ 1]`` and
+    ``∂h/∂λ = clip(q, 0, 1) − 1[0 ≤ q ≤ 1]·x/λ``.
 
     Args:
       x: pre-activation.

@@ -21,6 +21,7 @@ from flax import linen as nn
 
 from jaxsnn import tree as tree_lib
 from jaxsnn.metrics.energy import sow_input_density
+from jaxsnn.typing import Images, LogitSeq, Membrane, StepValues
 
 
 class SimOutput(NamedTuple):
@@ -34,10 +35,10 @@ class SimOutput(NamedTuple):
       membrane: the final ``'membrane'`` collection.
     """
 
-    cumulative: jax.Array
-    outputs: jax.Array
-    stats: dict
-    membrane: dict
+    cumulative: LogitSeq
+    outputs: LogitSeq
+    stats: dict[str, dict[str, StepValues]]
+    membrane: Membrane
 
 
 def _check_steps(num_steps: int, what: str = "num_steps (T)") -> None:
@@ -165,7 +166,7 @@ def simulate(
     model: nn.Module,
     params: Mapping,
     membrane: Mapping,
-    images: jax.Array,
+    images: Images,
     *,
     num_steps: int,
     stats: bool = False,

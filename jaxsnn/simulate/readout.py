@@ -2,9 +2,9 @@ r"""Readouts computed from simulation state: per-layer rates and the coding-comp
 
 - :func:`spike_rates`: a layer's time-averaged output :math:`\theta N(T)/T` from the tracked
   spike counts (what the calibration passes compare with the ANN).
-- :func:`compensated_logits` (IC-SNN coding compensation, our reconstruction A3(a) documented
-  in docs/methods.md): the identity :math:`\sum_{t\le T} x(t) = \theta N(T) + v(T) - v(0)` gives
-  the compensated rate :math:`\tilde r = \theta(N(T) + u(T) - u(0))/T` (threshold units
+- :func:`compensated_logits` (IC-SNN coding compensation, our reconstruction A3(a); see
+  docs/methods.md, "IC-SNN"): the identity :math:`\sum_{t\le T} x(t) = \theta N(T) + v(T) - v(0)`
+  gives the compensated rate :math:`\tilde r = \theta(N(T) + u(T) - u(0))/T` (threshold units
   :math:`u = v/\theta`), for a single layer exactly the mean input. It is clipped to the
   neuron's range :math:`[0, M\theta]` (the ANN activation's range), and the network's tail after
   that layer (pooling, the analog readout) is applied to it once, at the end of the window.

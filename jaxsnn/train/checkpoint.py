@@ -1,4 +1,4 @@
-"""The one Orbax wrapper: save and restore the train state with its config (STYLE item 11).
+"""The one Orbax wrapper: save and restore the train state with its config.
 
 Layout: ``<workdir>/checkpoints/<step>/{state, config, metrics}``. ``state`` is the
 :class:`~jaxsnn.train.state.TrainState` pytree, ``config`` the training ConfigDict as JSON (so

@@ -1,8 +1,9 @@
 """Training state pytree and the optimiser built from a config.
 
-The optimiser follows the reference PyTorch recipe (spec §1.6, §2.6): ``SGD(momentum=0.9,
-weight_decay=wd)`` adds ``wd·p`` to the gradient of *every* parameter (λ and BatchNorm included)
-and then applies heavy-ball momentum without dampening, which is
+The optimiser follows the released QCFS/SRP PyTorch recipe (docs/methods.md, "Architectures and
+training recipes"): ``SGD(momentum=0.9, weight_decay=wd)`` adds ``wd·p`` to the gradient of
+*every* parameter (λ and BatchNorm included) and then applies heavy-ball momentum without
+dampening, which is
 ``optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9))``. The cosine schedule
 is stepped once per epoch as ``CosineAnnealingLR(T_max=epochs)``, so the learning rate is
 constant within an epoch.
@@ -88,7 +89,7 @@ def create_train_state(
       model: a Linen model from :func:`jaxsnn.models.get_model`.
       tx: the optimiser.
       input_shape: ``(B, H, W, C)`` of a dummy input used for shape inference.
-      key: the init key (STYLE item 9: ``init_key``).
+      key: the init key (the training loop's ``init_key``, split from the root seed key).
 
     Returns:
       A fresh TrainState at step 0.

@@ -28,7 +28,7 @@ def project_thresholds(params: dict, minimum: float) -> dict:
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example softmax cross-entropy with integer labels (no label smoothing, spec §2.6)."""
+    """Per-example softmax cross-entropy with integer labels (no label smoothing, as QCFS/SRP)."""
     return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
