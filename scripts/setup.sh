@@ -7,6 +7,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,torch]'
+# constraints.txt pins every package (a lock): a fresh venv gets the versions README was measured
+# with, not whatever is newest that day. Refresh it on purpose (see its header), never implicitly.
+.venv/bin/python -m pip install -q -c constraints.txt --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[test,torch]'
 bash scripts/get_fashion_mnist.sh

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from jaxsnn import convert, methods, models
 from jaxsnn.methods.common import simulate_from
-from jaxsnn.methods.correction import _surrogate, bias_calibration, potential_calibration
+from jaxsnn.methods.correction import Pass, _surrogate, bias_calibration, potential_calibration
 from jaxsnn.methods.thresholds import (
     DEAD_LAYER_THRESHOLD,
     batch_threshold,
@@ -162,14 +162,14 @@ def test_first_layer_corrections_follow_the_formulas():
     zero = {k: 0.0 for k in layers}
     membrane = simulate_from(model, params, zero, x, T).membrane
     s, a = spike_rates(params, membrane, T)["stem_act"], acts["stem_act"]
-    new = bias_calibration(model, params, zero, x, acts, layers=layers[:1], num_steps=T)
+    new = bias_calibration(Pass(model, x, acts, layers[:1], T), params, zero)
     np.testing.assert_allclose(
         new["stem"]["conv"]["bias"],
         params["stem"]["conv"]["bias"] - (jnp.mean(s, (0, 1, 2)) - jnp.mean(a, (0, 1, 2))),
         rtol=1e-6,
         atol=1e-6,
     )
-    u0 = potential_calibration(model, params, zero, x, acts, layers=layers[:1], num_steps=T)
+    u0 = potential_calibration(Pass(model, x, acts, layers[:1], T), params, zero)
     theta = params["stem_act"]["threshold"].reshape((1, 1, -1))
     np.testing.assert_allclose(
         u0["stem_act"], T * (jnp.mean(a, 0) - jnp.mean(s, 0)) / theta, rtol=1e-5, atol=1e-6

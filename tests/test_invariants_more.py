@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from jaxsnn import convert
 from jaxsnn.methods.common import snn_model, snn_params
-from jaxsnn.methods.correction import bias_calibration, potential_calibration
+from jaxsnn.methods.correction import Pass, bias_calibration, potential_calibration
 from jaxsnn.methods.iat import fit_iat_thresholds, iat_predict, iat_summary, iat_sums
 from jaxsnn.methods.thresholds import (
     DEAD_LAYER_THRESHOLD,
@@ -310,7 +310,8 @@ def test_calibration_is_sequential_and_exact(log_t, cap, data):
     expected = copy.deepcopy(ann_params)
     for producer, layer in _LAYERS:
         expected[producer]["bias"] = expected[producer]["bias"] - rate_gap(expected, zero, layer)
-    new = bias_calibration(snn, params, zero, images, acts, layers=layers, num_steps=num_steps)
+    sequential = Pass(snn, images, acts, layers, num_steps)
+    new = bias_calibration(sequential, params, zero)
     for producer, _ in _LAYERS:
         np.testing.assert_array_equal(new[producer]["bias"], expected[producer]["bias"])
         np.testing.assert_array_equal(new[producer]["kernel"], params[producer]["kernel"])
@@ -318,7 +319,7 @@ def test_calibration_is_sequential_and_exact(log_t, cap, data):
     u0 = dict(zero)
     for _, layer in _LAYERS:
         u0[layer] = u0[layer] - num_steps * rate_gap(ann_params, u0, layer) / thetas[layer]
-    got = potential_calibration(snn, params, zero, images, acts, layers=layers, num_steps=num_steps)
+    got = potential_calibration(sequential, params, zero)
     for layer in layers:
         np.testing.assert_array_equal(got[layer], u0[layer])
 

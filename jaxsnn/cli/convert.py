@@ -15,6 +15,7 @@ configuration is never replaced unless ``config.convert.overwrite`` is true.
 """
 
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -96,8 +97,23 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance() -> dict:
-    """Versions, backend, device count, git commit (when available) and the command line."""
+    """Versions, backend, devices, CPU, git commit (when available) and the command line.
+
+    The CPU model and core count are recorded because XLA:CPU's arithmetic (blocking, thread
+    partitioning) depends on them: bit-identical reruns need the same machine type (README).
+    """
     import flax
 
     commit = _git("rev-parse", "HEAD")
@@ -113,6 +129,8 @@ def provenance() -> dict:
         "backend": jax.default_backend(),
         "devices": jax.device_count(),
         "processes": jax.process_count(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
         "command": shlex.join([sys.executable, *sys.argv]),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -60,17 +60,14 @@ def thresholded_params(setup: common.Setup, opts: dict, model, caps: dict) -> di
     return common.snn_params(model, setup.folded, thresholds, caps, setup.images[0].shape)
 
 
+def sequential_pass(setup: common.Setup, model) -> correction.Pass:
+    """The layer-sequential corrections' inputs: the first calibration batch, all layers."""
+    return correction.Pass(model, setup.images[0], setup.ann_acts, setup.layers, setup.num_steps)
+
+
 def bias_calibrated(setup: common.Setup, model, params, u0) -> dict:
     """Sequential bias calibration on the first batch, runs from ``u0``."""
-    return correction.bias_calibration(
-        model,
-        params,
-        u0,
-        setup.images[0],
-        setup.ann_acts,
-        layers=setup.layers,
-        num_steps=setup.num_steps,
-    )
+    return correction.bias_calibration(sequential_pass(setup, model), params, u0)
 
 
 def base_fields(setup: common.Setup, opts: dict, caps: dict) -> dict:
@@ -127,10 +124,7 @@ def _calibrated(correct: str):
                 key = jax.random.key(opts["calib_seed"])
                 params = _weight_calibrated(setup, opts, model, params, u0, key)
             if opts["advanced_correction"] == "potential":
-                sequential = {"layers": setup.layers, "num_steps": setup.num_steps}
-                u0 = correction.potential_calibration(
-                    model, params, u0, setup.images[0], setup.ann_acts, **sequential
-                )
+                u0 = correction.potential_calibration(sequential_pass(setup, model), params, u0)
                 membrane_init = {k: np.asarray(v) for k, v in u0.items()}
             else:
                 params = bias_calibrated(setup, model, params, u0)

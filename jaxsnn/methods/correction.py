@@ -27,6 +27,7 @@ reference output A (the ANN is never modified):
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,23 +61,45 @@ def _rate_gap(
     return jnp.mean(ann_acts[layer], axis=axes) - jnp.mean(rates, axis=axes)
 
 
-def bias_calibration(
-    snn_model: nn.Module,
-    params: Mapping,
-    u0: Mapping,
-    images: jax.Array,
-    ann_acts: Mapping,
-    *,
-    layers: Sequence[str],
-    num_steps: int,
-) -> dict:
+class Pass(NamedTuple):
+    """The fixed inputs of a layer-sequential calibration pass.
+
+    Attributes:
+      model: the SNN (spike counts tracked).
+      images: the calibration batch.
+      ann_acts: the ANN's post-activation outputs on ``images`` (``{layer: array}``).
+      layers: the spiking layers to correct, in forward order.
+      num_steps: T.
+    """
+
+    model: nn.Module
+    images: jax.Array
+    ann_acts: Mapping
+    layers: Sequence[str]
+    num_steps: int
+
+    def gap(self, params: Mapping, u0, layer: str, *, per_channel: bool) -> jax.Array:
+        """:math:`\bar A - \bar S` of ``layer`` under the current SNN (see :func:`_rate_gap`)."""
+        return _rate_gap(
+            self.model,
+            params,
+            u0,
+            self.images,
+            self.ann_acts,
+            layer,
+            self.num_steps,
+            per_channel=per_channel,
+        )
+
+
+def bias_calibration(p: Pass, params: Mapping, u0: Mapping) -> dict:
     r"""Converts SNN params into bias-corrected params (sequential, on one batch).
 
     Per layer: :math:`b \leftarrow b - (\bar S - \bar A) = b + (\bar A - \bar S)`, means per
     channel, on the bias of the layer's producer.
     """
-    for layer in layers:
-        gap = _rate_gap(snn_model, params, u0, images, ann_acts, layer, num_steps, per_channel=True)
+    for layer in p.layers:
+        gap = p.gap(params, u0, layer, per_channel=True)
         bias_path = producer_of(layer, params) + "/bias"
         bias = tree_lib.flatten(params)[bias_path]
         params = replace_leaves(params, {bias_path: bias + gap.astype(bias.dtype)})
@@ -84,15 +107,7 @@ def bias_calibration(
 
 
 def potential_calibration(
-    snn_model: nn.Module,
-    params: Mapping,
-    u0: Mapping,
-    images: jax.Array,
-    ann_acts: Mapping,
-    *,
-    layers: Sequence[str],
-    num_steps: int,
-    per_channel: bool = False,
+    p: Pass, params: Mapping, u0: Mapping, *, per_channel: bool = False
 ) -> dict[str, jax.Array]:
     r"""Converts initial potentials ``{layer: u0}`` into calibrated ones (threshold units).
 
@@ -100,14 +115,12 @@ def potential_calibration(
     (or per channel). Returns a new mapping whose calibrated entries have shape ``[H, W, C]``
     (per neuron position) or ``[C]`` (``per_channel``); they broadcast over any batch size.
     """
-    u0 = {layer: jnp.asarray(u0[layer], images.dtype) for layer in u0}
+    u0 = {layer: jnp.asarray(u0[layer], p.images.dtype) for layer in u0}
     thresholds = layer_leaves(params, THRESHOLD)
-    for layer in layers:
-        gap = _rate_gap(
-            snn_model, params, u0, images, ann_acts, layer, num_steps, per_channel=per_channel
-        )
+    for layer in p.layers:
+        gap = p.gap(params, u0, layer, per_channel=per_channel)
         theta = broadcast_channels(thresholds[layer], gap.ndim).astype(gap.dtype)
-        u0[layer] = u0[layer] + num_steps * gap / theta
+        u0[layer] = u0[layer] + p.num_steps * gap / theta
     return u0
 
 
@@ -173,31 +186,30 @@ def _surrogate(pre, theta, cap, num_steps, half_shift):
     return theta / steps * floor_ste(steps * jnp.clip(pre / theta, 0, cap))
 
 
-def _fit_kernel(
-    module,
-    kernel,
-    bias,
-    x_bar,
-    residual,
-    target,
-    theta,
-    cap,
-    *,
-    num_steps,
-    iters,
-    batch_size,
-    learning_rate,
-    half_shift,
-    key,
-):
+class _LayerFit(NamedTuple):
+    """One layer's weight-calibration problem: fit ``kernel`` so that the neuron's output on
+    ``module(x̄) + residual`` matches ``target`` (the ANN's output)."""
+
+    module: nn.Module
+    kernel: jax.Array
+    bias: jax.Array
+    x_bar: jax.Array
+    residual: jax.Array
+    target: jax.Array
+    theta: jax.Array
+    cap: jax.Array
+
+
+def _fit_kernel(fit: _LayerFit, *, num_steps, iters, batch_size, learning_rate, half_shift, key):
     """Adam (cosine to 0) on the kernel; squared error summed over channels, mean over rest."""
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, max(iters, 1)))
-    n = x_bar.shape[0]
+    n = fit.x_bar.shape[0]
 
     def loss(w, idx):
-        pre = module.apply({"params": {"kernel": w, "bias": bias}}, x_bar[idx]) + residual[idx]
-        err = jnp.square(_surrogate(pre, theta, cap, num_steps, half_shift) - target[idx])
-        return jnp.mean(jnp.sum(err, axis=-1))
+        params = {"params": {"kernel": w, "bias": fit.bias}}
+        pre = fit.module.apply(params, fit.x_bar[idx]) + fit.residual[idx]
+        out = _surrogate(pre, fit.theta, fit.cap, num_steps, half_shift)
+        return jnp.mean(jnp.sum(jnp.square(out - fit.target[idx]), axis=-1))
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def update(w, opt_state, i):
@@ -209,7 +221,7 @@ def _fit_kernel(
 
     # A Python loop over one jitted step, not lax.scan: XLA:CPU runs a conv's kernel gradient
     # ~25x slower inside a while loop (measured 0.18 s vs 7 ms per step, batch 32 of 14x14x32).
-    w, opt_state = jnp.array(kernel), tx.init(kernel)
+    w, opt_state = jnp.array(fit.kernel), tx.init(fit.kernel)
     for i in range(iters):
         w, opt_state = update(w, opt_state, jnp.asarray(i))
     return w
@@ -264,15 +276,9 @@ def weight_calibration(
         kernel, bias = flat[producer + "/kernel"], flat[producer + "/bias"]
         residual = z_bar - module.apply({"params": {"kernel": kernel, "bias": bias}}, x_bar)
         target = jnp.concatenate([a[layer] for a in ann_acts])
+        theta, cap = flat[f"{layer}/{THRESHOLD}"], flat[f"{layer}/{CAP}"]
         kernel = _fit_kernel(
-            module,
-            kernel,
-            bias,
-            x_bar,
-            residual,
-            target,
-            flat[f"{layer}/{THRESHOLD}"],
-            flat[f"{layer}/{CAP}"],
+            _LayerFit(module, kernel, bias, x_bar, residual, target, theta, cap),
             num_steps=num_steps,
             iters=iters,
             batch_size=batch_size,

@@ -8,8 +8,8 @@ docs/methods.md ("IC-SNN"):
 - **A2** (initial potential from the training set), the default: layer-sequentially,
   :math:`v^l(0) = \theta^l/2 + T(\overline{a^l_{ANN}} - \overline{r^l_{SNN}})`, means per neuron
   position over the first calibration batch (or per channel), measured with the already
-  corrected layers < l (:func:`a2_initial_potential`: CAL's potential calibration started
-  from ½).
+  corrected layers < l (CAL's potential calibration,
+  :func:`~jaxsnn.methods.correction.potential_calibration`, started from ½).
 - **A3(a)** (coding compensation by a residual read-out), on by default: at the end of the window
   the last hidden spiking layer's rate is replaced by the compensated rate
   :math:`\mathrm{clip}(\theta(N(T) + u(T) - u(0))/T, 0, M\theta)` and the network's tail is
@@ -17,42 +17,14 @@ docs/methods.md ("IC-SNN"):
   final-step accuracy next to the uncompensated one.
 """
 
-from collections.abc import Mapping, Sequence
-
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
 from jaxsnn.methods import common
-from jaxsnn.methods.calibration import thresholds_for
+from jaxsnn.methods.calibration import sequential_pass, thresholds_for
 from jaxsnn.methods.correction import potential_calibration
 from jaxsnn.methods.registry import Converted, Method, Option, register
 from jaxsnn.neurons import THRESHOLD
-
-
-def a2_initial_potential(
-    snn_model: nn.Module,
-    params: Mapping,
-    images: jax.Array,
-    ann_acts: Mapping,
-    *,
-    layers: Sequence[str],
-    num_steps: int,
-    per_channel: bool = False,
-) -> dict[str, jax.Array]:
-    """A2: ``{layer: u0}`` (threshold units) = ½ + T(mean a_ANN − mean r_SNN)/θ, sequentially."""
-    start = {layer: jnp.asarray(0.5, images.dtype) for layer in layers}
-    return potential_calibration(
-        snn_model,
-        params,
-        start,
-        images,
-        ann_acts,
-        layers=layers,
-        num_steps=num_steps,
-        per_channel=per_channel,
-    )
 
 
 def _icsnn(ann_model, variables, batches, opts) -> Converted:
@@ -76,13 +48,11 @@ def _icsnn(ann_model, variables, batches, opts) -> Converted:
         fields["compensation_layer"] = compensation
     membrane_init = "half"
     if opts["icsnn_init"] == "a2":
-        u0 = a2_initial_potential(
-            model,
+        # A2: CAL's potential calibration started from ½ (threshold units).
+        u0 = potential_calibration(
+            sequential_pass(setup, model),
             params,
-            images,
-            setup.ann_acts,
-            layers=layers,
-            num_steps=setup.num_steps,
+            {layer: jnp.asarray(0.5, images.dtype) for layer in layers},
             per_channel=opts["icsnn_per_channel"],
         )
         membrane_init = {k: np.asarray(v) for k, v in u0.items()}
