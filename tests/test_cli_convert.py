@@ -213,7 +213,7 @@ def test_non_tty_run_prints_progress_lines_and_no_library_chatter(trained, tmp_p
     )
     assert done.returncode == 0, done.stderr[-3000:]
     progress = [line for line in done.stdout.splitlines() if "evaluating:" in line]
-    assert progress and "it/s" in progress[-1] and "10/10 (100%)" in progress[-1], done.stdout
+    assert progress and "batch/s" in progress[-1] and "10/10 (100%)" in progress[-1], done.stdout
     assert "Using custom data configuration" not in done.stderr + done.stdout
     assert "Using custom data configuration" in (pathlib.Path(workdir) / "jaxsnn.log").read_text()
     assert "method=qcfs" in done.stdout

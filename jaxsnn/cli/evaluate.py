@@ -126,7 +126,7 @@ def evaluate(
     fn = make_batch_fn(ann_model, conv, num_steps)
     ann_variables, snn_params = place(ann_variables), place(conv.params)
     totals = None
-    for batch in progress.track(batches, total=total, desc=desc):
+    for batch in progress.track(batches, total=total, desc=desc, unit="batch"):
         sums = fn(ann_variables, snn_params, shard(batch))
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     if totals is None:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
+from jaxsnn import progress
 from jaxsnn import tree as tree_lib
 from jaxsnn.convert import init_membrane
 from jaxsnn.methods.common import layer_rates
@@ -200,7 +201,9 @@ class _LayerFit(NamedTuple):
     cap: jax.Array
 
 
-def _fit_kernel(fit: _LayerFit, *, num_steps, iters, batch_size, learning_rate, half_shift, key):
+def _fit_kernel(
+    fit: _LayerFit, *, num_steps, iters, batch_size, learning_rate, half_shift, key, desc=""
+):
     """Adam (cosine to 0) on the kernel; squared error summed over channels, mean over rest."""
     tx = optax.adam(optax.cosine_decay_schedule(learning_rate, max(iters, 1)))
     n = fit.x_bar.shape[0]
@@ -222,7 +225,7 @@ def _fit_kernel(fit: _LayerFit, *, num_steps, iters, batch_size, learning_rate, 
     # A Python loop over one jitted step, not lax.scan: XLA:CPU runs a conv's kernel gradient
     # ~25x slower inside a while loop (measured 0.18 s vs 7 ms per step, batch 32 of 14x14x32).
     w, opt_state = jnp.array(fit.kernel), tx.init(fit.kernel)
-    for i in range(iters):
+    for i in progress.track(range(iters), desc=desc, unit="step"):
         w, opt_state = update(w, opt_state, jnp.asarray(i))
     return w
 
@@ -285,6 +288,7 @@ def weight_calibration(
             learning_rate=learning_rate,
             half_shift=half_shift,
             key=jax.random.fold_in(key, li),
+            desc=f"weight calibration {layer} ({li + 1}/{len(layers)})",
         )
         params = replace_leaves(params, {producer + "/kernel": kernel})
     return params
