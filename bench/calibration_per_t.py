@@ -85,14 +85,10 @@ VARIANTS = {
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = f"{names[0]} ({len(names)} logical cores)" if names else cpu
-    except OSError:
-        pass
-    return f"{platform.node()}: {platform.system()} {platform.release()}, {cpu}, JAX CPU backend"
+    from jaxsnn.provenance import machine
+
+    m = machine()
+    return f"{platform.node()}: {m['cpu']} ({m['cpu_count']} cores), JAX {m['backend']} backend"
 
 
 def _method_summary(fields: dict) -> str:

@@ -12,8 +12,7 @@ Layers (each imports only from those before it): ``ops``, ``tree`` → ``neurons
 from jaxsnn import convert, methods, metrics, models, neurons, ops, simulate, tree
 from jaxsnn.convert import init_membrane, make_snn_model
 from jaxsnn.simulate import simulate as run_snn
-
-__version__ = "0.2.0"
+from jaxsnn.version import __version__ as __version__
 
 __all__ = [
     "convert",

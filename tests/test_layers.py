@@ -2,8 +2,8 @@
 
 Layers, bottom to top (modules of one layer are independent of each other):
 
-0. ``typing``, ``tree``, ``ops``, ``metrics``, ``progress``, ``data`` — no jaxsnn imports, or only
-   of their own package;
+0. ``typing``, ``tree``, ``ops``, ``metrics``, ``progress``, ``data``, ``provenance``,
+   ``version`` — no jaxsnn imports, or only of their own package;
 1. ``neurons``; 2. ``models``; 3. ``convert``; 4. ``simulate``;
 5. ``methods``, ``train``, ``export``;
 6. ``cli`` — the command-line engine.
@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxsnn"
 LAYERS = [
-    {"typing", "tree", "ops", "metrics", "progress", "data"},
+    {"typing", "tree", "ops", "metrics", "progress", "data", "provenance", "version"},
     {"neurons"},
     {"models"},
     {"convert"},

@@ -15,11 +15,6 @@ configuration is never replaced unless ``config.convert.overwrite`` is true.
 """
 
 import json
-import os
-import platform
-import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -31,8 +26,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-import jaxsnn
-from jaxsnn import data, methods, metrics
+from jaxsnn import data, methods, metrics, provenance
 from jaxsnn.cli import outputs
 from jaxsnn.cli.evaluate import evaluate, summarise
 from jaxsnn.cli.restore import checkpoint_request, load_ann
@@ -81,59 +75,6 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> dict:
         if not isinstance(levels, int) or isinstance(levels, bool) or levels <= 0:
             raise ValueError(f"config.levels: L must be a positive integer, got {levels!r}")
     return opts
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def _git(*args: str) -> str | None:
-    root = epath.Path(jaxsnn.__file__).parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def provenance() -> dict:
-    """Versions, backend, devices, CPU, git commit (when available) and the command line.
-
-    The CPU model and core count are recorded because XLA:CPU's arithmetic (blocking, thread
-    partitioning) depends on them: bit-identical reruns need the same machine type (README).
-    """
-    import flax
-
-    commit = _git("rev-parse", "HEAD")
-    return {
-        "jaxsnn_version": jaxsnn.__version__,
-        "git_commit": commit,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))
-        if commit
-        else None,
-        "jax_version": jax.__version__,
-        "flax_version": flax.__version__,
-        "python": platform.python_version(),
-        "backend": jax.default_backend(),
-        "devices": jax.device_count(),
-        "processes": jax.process_count(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def _identity(results: Mapping) -> dict:
@@ -314,7 +255,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         "workdir": str(epath.Path(workdir).absolute()),
         "source_checkpoint": run.source,
         "config": config.to_dict(),
-        "provenance": provenance(),
+        "provenance": provenance.record(),
         "ann_accuracy": summary["ann_accuracy"],
         "snn_accuracy": summary["snn_accuracy"],
         "latency_steps": [presim + t for t in range(1, T + 1)],
