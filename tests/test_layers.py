@@ -2,11 +2,12 @@
 
 Layers, bottom to top (modules of one layer are independent of each other):
 
-0. ``typing``, ``tree``, ``ops``, ``metrics``, ``progress``, ``data``, ``provenance``,
-   ``version`` — no jaxsnn imports, or only of their own package;
-1. ``neurons``; 2. ``models``; 3. ``convert``; 4. ``simulate``;
-5. ``methods``, ``train``, ``export``;
-6. ``cli`` — the command-line engine.
+0. ``version``;
+1. ``typing``, ``tree``, ``ops``, ``metrics``, ``progress``, ``data``, ``provenance`` — no jaxsnn
+   imports but the version, or only of their own package;
+2. ``neurons``; 3. ``models``; 4. ``convert``; 5. ``simulate``;
+6. ``methods``, ``train``, ``export``;
+7. ``cli`` — the command-line engine.
 
 The test reads every ``import`` in ``jaxsnn/`` (also those inside functions) with ``ast``, so an
 upward or sideways import fails here the moment it is written.
@@ -19,7 +20,8 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "jaxsnn"
 LAYERS = [
-    {"typing", "tree", "ops", "metrics", "progress", "data", "provenance", "version"},
+    {"version"},
+    {"typing", "tree", "ops", "metrics", "progress", "data", "provenance"},
     {"neurons"},
     {"models"},
     {"convert"},
