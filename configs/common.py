@@ -88,7 +88,9 @@ def loop_block(config: ml_collections.ConfigDict, *, epochs: int, batch: int, ev
     config.batch_size = batch
     config.eval_batch_size = eval_batch
     config.seed = 42
-    config.max_steps = None  # None: train all epochs; an int stops (and checkpoints) there.
+    # None: train all epochs; an int stops (and checkpoints) there. A placeholder, so that
+    # --config.max_steps=3 works on the command line.
+    config.max_steps = ml_collections.config_dict.placeholder(int)
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
     config.log_every_steps = 100

@@ -218,12 +218,32 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
             _check_local_rows(sharding, global_shape[0])
         return jax.make_array_from_process_local_data(sharding, x, global_shape)
 
-    return jax.tree.map(put, batch)
+    # An intended copy; on several processes JAX routes it through a path that the
+    # transfer guard of train.py would otherwise count as implicit.
+    with jax.transfer_guard_host_to_device("allow"):
+        return jax.tree.map(put, batch)
 
 
 def replicate(tree, mesh: Mesh):
-    """Places a pytree of arrays replicated on every device of ``mesh``."""
-    return jax.device_put(tree, replicated(mesh))
+    """Places a pytree of arrays (the same on every process) replicated on every device of ``mesh``.
+
+    ``jax.device_put`` only reaches this process's devices; on a multi-process mesh each process
+    contributes its own copy through ``jax.make_array_from_process_local_data`` (typed PRNG keys
+    travel as their key data).
+    """
+    sharding = replicated(mesh)
+    if all(d.process_index == jax.process_index() for d in mesh.devices.flat):
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(x)
+            wrap = functools.partial(jax.random.wrap_key_data, impl=impl)
+            return jax.jit(wrap, out_shardings=sharding)(put(jax.random.key_data(x)))
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+    return jax.tree.map(put, tree)
 
 
 def jit_train_step(mesh: Mesh, *, model, tx, schedule=None, threshold_min: float = 1e-3):
