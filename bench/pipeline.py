@@ -44,7 +44,7 @@ import psutil
 from PIL import Image
 
 from bench.common import machine_info
-from jaxsnn.data import datasets, idx, pipeline
+from jaxsnn.data import datasets, idx, loader, pipeline
 
 OUT = pathlib.Path(__file__).resolve().parent / "pipeline"
 WORKERS = (0, 1, 2)
@@ -180,7 +180,7 @@ def measure(batches, batch_size: int, workers: int, seconds: float, min_batches:
         count += 1
     elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     batches.close()
-    pipeline.close_streams()
+    loader.close_streams()
     return {
         "images_per_s": count * batch_size / elapsed,
         "cpu_ms_per_image": 1e3 * cpu / (count * batch_size),

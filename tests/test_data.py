@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import jaxsnn.data
-from jaxsnn.data import augment, autoaugment, datasets, idx, idx_builder, pipeline
+from jaxsnn.data import augment, autoaugment, datasets, idx, idx_builder, loader, pipeline
 
 NUM_TRAIN, NUM_TEST, SIDE = 64, 40, 28
 FASHION_DIR = pathlib.Path(datasets.DEFAULT_IDX_DIR)
@@ -196,9 +196,9 @@ def test_train_batches_deterministic_across_workers_and_seeds(idx_data):
         batches = jaxsnn.data.train_batches(threaded, epoch=1, start_step=1, batch_size=16)
         _assert_same(list(batches), reference[0][1:])
         # The next epoch continues the same stream: its workers were kept, not restarted.
-        assert pipeline._STREAMS["train"].position == 2 * 4
+        assert loader._STREAMS["train"].position == 2 * 4
         _assert_same(_train(threaded, epoch=2, batch_size=16), reference[1])
-        assert "train" not in pipeline._STREAMS  # The run's last epoch closes the stream.
+        assert "train" not in loader._STREAMS  # The run's last epoch closes the stream.
     other_seed = _train(_with(config, seed=4), epoch=2, batch_size=16)
     assert not np.array_equal(other_seed[0]["image"], reference[1][0]["image"])
 
@@ -209,7 +209,7 @@ def test_abandoned_epoch_stops_the_workers(idx_data):
     batches = jaxsnn.data.train_batches(config, epoch=0, batch_size=16)
     next(batches)
     batches.close()  # Stopped mid-epoch (e.g. max_steps): nothing is kept running.
-    assert "train" not in pipeline._STREAMS
+    assert "train" not in loader._STREAMS
 
 
 # Process shares: each JAX process builds its own rows of every global batch ----------------

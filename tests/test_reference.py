@@ -5,7 +5,7 @@ shared/reference) is one case: a checkpoint (``.pth``), inputs and outputs (``.n
 (``.json``). In float64 the reference's discrete events (ANN levels, spikes, SRP masks) sit far
 from their boundaries, so the float64 run must reproduce every ``*_f64`` count array **exactly**
 and the real-valued outputs to 1e-9. The float32 arrays only agree statistically (other rounding
-orders flip near-ties; README "Precision"), so they are checked with tolerances. """
+orders flip near-ties; README "Precision"), so they are checked with tolerances."""
 
 import contextlib
 import dataclasses

@@ -18,9 +18,9 @@ sharding and throughput (``config.data_workers``, ``config.data_prefetch``).
 """
 
 from jaxsnn.data.datasets import DatasetInfo, get_dataset_info
+from jaxsnn.data.loader import close_streams
 from jaxsnn.data.pipeline import (
     calibration_batches,
-    close_streams,
     eval_batches,
     num_eval_batches,
     steps_per_epoch,

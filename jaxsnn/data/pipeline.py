@@ -36,6 +36,7 @@ normalising, which release the GIL, so ``config.data_workers`` threads of this p
 build them and nothing has to start up. ``data_workers=0`` builds every batch
 synchronously in the calling thread (useful for debugging and profiling). Sources that
 cannot be sent to another process (``tfds.testing.mock_data``) are read by threads.
+`jaxsnn.data.loader` runs the datasets.
 ``bench/pipeline.py`` measures images/s per dataset and worker count (README, "Data").
 """
 
@@ -49,10 +50,9 @@ import grain
 import jax
 import ml_collections
 import numpy as np
-from absl import flags
 
 from jaxsnn.data import augment as augment_lib
-from jaxsnn.data import datasets
+from jaxsnn.data import datasets, loader
 
 # Second seed word of each random stream (see the module docstring).
 _PERMUTATION, _AUGMENT, _CALIBRATION_ORDER, _CALIBRATION_AUGMENT = 0, 1, 2, 3
@@ -280,90 +280,10 @@ def _pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return padded
 
 
-# Running the stages.
-
-
 def _workers(config: ml_collections.ConfigDict) -> tuple[int, int]:
     workers = _check_non_negative("config.data_workers", config.get("data_workers", 2))
     prefetch = _check_non_negative("config.data_prefetch", config.get("data_prefetch", 2))
     return workers, max(prefetch, 1)
-
-
-def _dataset(first: int, stop: int, stages: Sequence) -> grain.MapDataset:
-    ds = grain.MapDataset.range(first, stop)
-    for stage in stages:
-        ds = ds.map(stage)
-    return ds
-
-
-def _in_threads(ds: grain.MapDataset, workers: int, prefetch: int) -> grain.DatasetIterator:
-    """Iterates ``ds`` in order, with ``workers`` threads running ``workers + prefetch`` ahead."""
-    if workers == 0:
-        options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
-    else:
-        options = grain.ReadOptions(num_threads=workers, prefetch_buffer_size=workers + prefetch)
-    return iter(ds.to_iter_dataset(options))
-
-
-def _in_processes(ds: grain.MapDataset, workers: int, prefetch: int) -> grain.DatasetIterator:
-    """Iterates ``ds`` in order, built by ``workers`` grain worker processes."""
-    # grain reads its absl flags when it starts workers; outside an absl app (tests,
-    # notebooks) they are unparsed, and reading an unparsed flag raises.
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
-    local = ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-    options = grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=prefetch)
-    return iter(local.mp_prefetch(options))
-
-
-@dataclasses.dataclass
-class _Stream:
-    """A grain iterator over dataset elements ``[position, stop)``, kept open between calls."""
-
-    key: str
-    iterator: grain.DatasetIterator
-    position: int
-    stop: int
-
-
-_STREAMS: dict[str, _Stream] = {}
-
-
-def _serve(slot: str, key: str, first: int, count: int, stop: int, make) -> Iterator:
-    """Yields ``count`` elements from ``first`` on, reusing the open stream of ``slot``.
-
-    ``make(first, stop)`` opens a new iterator over elements ``[first, stop)``. A stream
-    whose key and position match is continued; a stream that served its ``count`` in
-    full stays open for the next call, any other is closed.
-    """
-    stream = _STREAMS.pop(slot, None)
-    if stream is not None and (stream.key != key or stream.position != first):
-        stream.iterator.close()
-        stream = None
-    if stream is None:
-        stream = _Stream(key, make(first, stop), first, stop)
-    return _take(slot, stream, count)
-
-
-def _take(slot: str, stream: _Stream, count: int) -> Iterator:
-    served = 0
-    try:
-        while served < count:
-            batch = next(stream.iterator)
-            served += 1
-            yield batch
-    finally:
-        stream.position += served
-        if served == count and stream.position < stream.stop:
-            _STREAMS[slot] = stream
-        else:
-            stream.iterator.close()
-
-
-def close_streams() -> None:
-    """Stops the worker processes kept for the next epoch (they also stop at exit)."""
-    while _STREAMS:
-        _STREAMS.popitem()[1].iterator.close()
 
 
 def _num_train_steps(num_examples: int, batch_size: int) -> int:
@@ -432,14 +352,14 @@ def train_batches(
     )
     first, count = epoch * steps + start_step, steps - start_step
     if workers == 0 or datasets.is_mocked(source):
-        return _in_threads(_dataset(first, first + count, stages), workers, prefetch)
+        return loader.in_threads(loader.dataset(first, first + count, stages), workers, prefetch)
     key = json.dumps([config.to_dict(), batch_size, dataclasses.astuple(rows)], default=str)
 
     def make(first: int, stop: int) -> grain.DatasetIterator:
-        return _in_processes(_dataset(first, stop, stages), workers, prefetch)
+        return loader.in_processes(loader.dataset(first, stop, stages), workers, prefetch)
 
     end = _run_end(config, steps, (epoch + 1) * steps)
-    return _serve("train", key, first, count, end, make)
+    return loader.serve("train", key, first, count, end, make)
 
 
 def num_eval_batches(
@@ -480,8 +400,8 @@ def eval_batches(
         _Preprocess(plan, None, rows, _image_shape(config, source)),
         _Pad(local),
     )
-    ds = _dataset(0, math.ceil(len(source) / batch_size), stages)
-    return _in_threads(ds, workers, prefetch)
+    ds = loader.dataset(0, math.ceil(len(source) / batch_size), stages)
+    return loader.in_threads(ds, workers, prefetch)
 
 
 def calibration_batches(
@@ -528,4 +448,4 @@ def calibration_batches(
         _Read(source),
         _Preprocess(plan, streams, rows, _image_shape(config, source)),
     )
-    return list(_in_threads(_dataset(0, num_batches, stages), workers, prefetch))
+    return list(loader.in_threads(loader.dataset(0, num_batches, stages), workers, prefetch))

@@ -103,17 +103,19 @@ def maybe_initialize_distributed(
     return True
 
 
-# Text of the errors JAX raises when another process of the run has died: a collective whose
-# peer closed its connection, or the coordination service noticing missing heartbeats.
+# Text (lower case) of the errors raised when another process of the run has died: a collective
+# whose peer closed its connection, the coordination service noticing missing heartbeats, or a
+# barrier (Orbax's checkpoint commit, for one) that the dead process never reaches.
 _PEER_FAILURES = (
-    "Gloo",
-    "Connection closed by peer",
-    "Connection reset",
+    "gloo",
+    "connection closed",
+    "connection reset",
     "heartbeat",
     "coordination service",
-    "Barrier",
-    "DEADLINE_EXCEEDED",
-    "UNAVAILABLE",
+    "barrier",
+    "deadline_exceeded",
+    "unavailable",
+    "timed out",
 )
 
 
@@ -121,8 +123,8 @@ def lost_peer_message(err: BaseException) -> str | None:
     """One line for an error caused by another process of this run dying, else None."""
     if jax.process_count() <= 1:
         return None
-    text = str(err)
-    if not any(marker in text for marker in _PEER_FAILURES):
+    text = f"{type(err).__name__}: {err}"
+    if not any(marker in text.lower() for marker in _PEER_FAILURES):
         return None
     first = " ".join(text.split())[:200]
     return (
