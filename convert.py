@@ -14,9 +14,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxsnn import methods, progress
-from jaxsnn.cli import console
+from jaxsnn.cli import console, launch
 from jaxsnn.cli import convert as engine
-from jaxsnn.train import sharding
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path.py:args).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory holding the ANN checkpoints.")
@@ -39,7 +38,7 @@ def main(argv):
             raise ValueError("--config and --workdir are required (or --rerun, --help_methods)")
         config = _CONFIG.value
         progress.set_enabled(config.convert.get("progress", True))
-        sharding.maybe_initialize_distributed(config)
+        launch.initialize(config)
         logging.info("JAX %s, backend %s, devices %s", jax.__version__, jax.default_backend(),
                      jax.devices())  # fmt: skip
         engine.convert_and_evaluate(config, _WORKDIR.value)

@@ -2,7 +2,10 @@ r"""Trains a QCFS (or ReLU / clip-ReLU) ANN; the run resumes from the checkpoint
 
     python train.py --config configs/fashion_mnist_cnn.py:L=4 --workdir /tmp/fm_L4
 
-Multi-host: see README "Several hosts". Logs go to <workdir>/jaxsnn.log.
+Several processes (README, "Several hosts"): start the same command in every process with
+JAX_COORDINATOR_ADDRESS=host:port (of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID set, or
+the flags --coordinator_address, --num_processes, --process_id; under SLURM / Cloud TPU,
+--config.distributed=True detects them. Logs go to <workdir>/jaxsnn.log.
 """
 
 import jax
@@ -10,8 +13,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxsnn import progress
-from jaxsnn.cli import console
-from jaxsnn.train import loop, sharding
+from jaxsnn.cli import console, launch
+from jaxsnn.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (path.py:args).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
@@ -25,7 +28,7 @@ def main(argv):
     def run():
         config = _CONFIG.value
         progress.set_enabled(config.get("progress", True))
-        sharding.maybe_initialize_distributed(config)
+        launch.initialize(config)
         # Any implicit host<->device copy in the loop is a bug (a hidden sync); make it an error.
         jax.config.update("jax_transfer_guard", "disallow")
         logging.info("JAX %s, backend %s, devices %s", jax.__version__, jax.default_backend(),

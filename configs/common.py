@@ -129,25 +129,24 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
 
 
 def data_block(config: ml_collections.ConfigDict, *, dataset: str, augment: str | None = None):
-    """Dataset fields read by :mod:`jaxsnn.data` (``augment=None``: the dataset default)."""
+    """Dataset fields read by :mod:`jaxsnn.data` (``augment=None``: the dataset default).
+
+    ``local_dir`` is the folder of the files users already have (IDX files, the CIFAR python
+    pickles or their tarball, an ImageNet ``train/`` + ``val/`` ImageFolder tree), prepared once
+    into ``data_dir`` when TFDS has not prepared the dataset there; ``idx_dir`` is its old name,
+    still accepted.
+    """
+    placeholder = ml_collections.config_dict.placeholder
     config.dataset = dataset
-    config.data_dir = ml_collections.config_dict.placeholder(
-        str
-    )  # TFDS data_dir with array_record data (None: TFDS default).
-    config.idx_dir = ml_collections.config_dict.placeholder(
-        str
-    )  # MNIST-format IDX directory (None: /usr/share/datasets/fashion-mnist).
-    config.augment = augment or ml_collections.config_dict.placeholder(
-        str
-    )  # 'none' | 'crop_flip' | 'crop_flip_cutout' | 'autoaugment_cutout'
-    config.cutout = ml_collections.config_dict.placeholder(
-        int
-    )  # Cutout hole size (None: the dataset default).
-    config.image_size = ml_collections.config_dict.placeholder(
-        int
-    )  # ImageNet crop size (None: 224).
-    config.data_workers = 2
-    config.data_prefetch = 2
+    config.data_dir = placeholder(str)  # TFDS data_dir (None: TFDS default).
+    config.local_dir = placeholder(str)  # Local files (None: Fashion-MNIST's Debian folder).
+    config.idx_dir = placeholder(str)  # Old name of local_dir.
+    # 'none' | 'crop_flip' | 'crop_flip_cutout' | 'autoaugment_cutout'
+    config.augment = augment or placeholder(str)
+    config.cutout = placeholder(int)  # Cutout hole size (None: the dataset default).
+    config.image_size = placeholder(int)  # ImageNet crop size (None: 224).
+    config.data_workers = 2  # Worker processes (training) / threads (evaluation); 0: inline.
+    config.data_prefetch = 2  # Batches each worker keeps ready.
 
 
 def qcfs_config(
@@ -170,17 +169,18 @@ def qcfs_config(
     Recipes: docs/methods.md, "Architectures and training recipes".
 
     ``arg`` keys: ``L``, ``epochs``, ``batch``, ``lr``, ``wd``, ``seed``, ``T`` (for conversion),
-    ``data_dir``, ``stem`` (ResNets: 'cifar' = reference 3×3 stem, 'imagenet' = 7×7/2 stem), and
-    ``runlocal`` (a 1-epoch, 10-step smoke run).
+    ``data_dir``, ``local_dir``, ``stem`` (ResNets: 'cifar' = reference 3×3 stem, 'imagenet' =
+    7×7/2 stem), and ``runlocal`` (a 1-epoch, 10-step smoke run).
     """
     arg = parse_arg(
         arg, L=levels, epochs=epochs, batch=batch, lr=lr, wd=wd, seed=42, T=32, data_dir="",
-        stem=stem, runlocal=False,
+        local_dir="", stem=stem, runlocal=False,
     )  # fmt: skip
     config = ml_collections.ConfigDict()
     data_block(config, dataset=dataset, augment=augment)
     config.cutout = cutout
     config.data_dir = arg.data_dir or None
+    config.local_dir = arg.local_dir or None
     model_block(config, model=model, levels=arg.L)
     if arg.stem:
         config.model_kwargs.stem = arg.stem

@@ -4,7 +4,8 @@
 # Idempotent: does nothing when /usr/share/datasets/fashion-mnist already holds the four
 # IDX files. Otherwise runs `apt-get update` once and `apt-get install -y`, through sudo
 # when not root. jaxsnn.data reads the files with `config.dataset = "fashion_mnist"`
-# (default `config.idx_dir`) and converts them once into a TFDS array_record dataset.
+# (the default folder when `config.local_dir` is not set) and converts them once into a TFDS
+# array_record dataset.
 #
 # Usage: scripts/get_fashion_mnist.sh
 set -euo pipefail

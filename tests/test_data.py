@@ -1,8 +1,10 @@
-"""Tests for jaxsnn.data: IDX builder, deterministic pipelines, augmentation, errors.
+"""Tests for jaxsnn.data: IDX builder, deterministic grain pipelines, process shares, errors.
 
 Everything runs offline: IDX files are generated in tmp_path, TFDS datasets are mocked
 with `tfds.testing.mock_data`, and the real Fashion-MNIST test runs only when the
-Debian package has installed it.
+Debian package has installed it. Batches are built in the test process (data_workers=0)
+except in the test that compares worker processes with it. CIFAR pickles and ImageNet
+ImageFolder trees are tested in test_local_datasets.py.
 """
 
 import gzip
@@ -16,7 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import jaxsnn.data
-from jaxsnn.data import augment, autoaugment, datasets, idx, idx_builder, pipeline
+from jaxsnn.data import augment, autoaugment, datasets, idx, idx_builder, loader, pipeline
 
 NUM_TRAIN, NUM_TEST, SIDE = 64, 40, 28
 FASHION_DIR = pathlib.Path(datasets.DEFAULT_IDX_DIR)
@@ -62,7 +64,7 @@ def idx_data(tmp_path_factory) -> tuple[ml_collections.ConfigDict, dict[str, np.
             "data_dir": str(root / "tfds"),
             "seed": 3,
             "augment": "crop_flip_cutout",
-            "data_workers": 2,
+            "data_workers": 0,
         }
     )
     return config, arrays
@@ -185,12 +187,74 @@ def test_train_batches_skip_without_reading(idx_data):
 
 
 def test_train_batches_deterministic_across_workers_and_seeds(idx_data):
+    """Worker processes (grain) build the same batches as the test process, epoch after epoch."""
     config, _ = idx_data
-    reference = _train(config, epoch=2, batch_size=16)
-    _assert_same(_train(_with(config, data_workers=0), epoch=2, batch_size=16), reference)
-    _assert_same(_train(_with(config, data_workers=3), epoch=2, batch_size=16), reference)
+    config = _with(config, num_epochs=3)
+    reference = [_train(config, epoch=e, batch_size=16) for e in (1, 2)]
+    for workers in (1, 2):
+        threaded = _with(config, data_workers=workers, data_prefetch=1)
+        batches = jaxsnn.data.train_batches(threaded, epoch=1, start_step=1, batch_size=16)
+        _assert_same(list(batches), reference[0][1:])
+        # The next epoch continues the same stream: its workers were kept, not restarted.
+        assert loader._STREAMS["train"].position == 2 * 4
+        _assert_same(_train(threaded, epoch=2, batch_size=16), reference[1])
+        assert "train" not in loader._STREAMS  # The run's last epoch closes the stream.
     other_seed = _train(_with(config, seed=4), epoch=2, batch_size=16)
-    assert not np.array_equal(other_seed[0]["image"], reference[0]["image"])
+    assert not np.array_equal(other_seed[0]["image"], reference[1][0]["image"])
+
+
+def test_abandoned_epoch_stops_the_workers(idx_data):
+    config, _ = idx_data
+    config = _with(config, data_workers=1, num_epochs=5)
+    batches = jaxsnn.data.train_batches(config, epoch=0, batch_size=16)
+    next(batches)
+    batches.close()  # Stopped mid-epoch (e.g. max_steps): nothing is kept running.
+    assert "train" not in loader._STREAMS
+
+
+# Process shares: each JAX process builds its own rows of every global batch ----------------
+
+
+def _as_process(monkeypatch, index: int, count: int) -> None:
+    monkeypatch.setattr(pipeline, "process_layout", lambda: (index, count))
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_process_shares_are_rows_of_the_global_batch(idx_data, monkeypatch, count):
+    """Whatever the process count, the shares concatenate to the one-process batches."""
+    config, _ = idx_data
+    config = _with(config, augment="autoaugment_cutout")
+    whole = {
+        "train": _train(config, epoch=1, start_step=2, batch_size=16),
+        "eval": list(jaxsnn.data.eval_batches(config, batch_size=16)),
+        "calibration": jaxsnn.data.calibration_batches(
+            config, num_batches=2, batch_size=16, seed=1
+        ),
+    }
+    shares = {key: [] for key in whole}
+    for index in range(count):
+        _as_process(monkeypatch, index, count)
+        shares["train"].append(_train(config, epoch=1, start_step=2, batch_size=16))
+        shares["eval"].append(list(jaxsnn.data.eval_batches(config, batch_size=16)))
+        shares["calibration"].append(
+            jaxsnn.data.calibration_batches(config, num_batches=2, batch_size=16, seed=1)
+        )
+    for key, batches in whole.items():
+        for i, batch in enumerate(batches):
+            parts = [share[i] for share in shares[key]]
+            assert {p["label"].shape[0] for p in parts} == {16 // count}
+            for name in batch:
+                np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), batch[name])
+    # The last evaluation batch holds 8 real examples: later processes get only padding.
+    last = [share[-1]["mask"].sum() for share in shares["eval"]]
+    assert sum(last) == 8 and last[-1] == 0
+
+
+def test_batch_size_must_split_over_processes(idx_data, monkeypatch):
+    config, _ = idx_data
+    _as_process(monkeypatch, 0, 3)
+    with pytest.raises(ValueError, match="divisible by the 3 processes"):
+        jaxsnn.data.train_batches(config, epoch=0, batch_size=16)
 
 
 def test_train_batches_epoch_is_a_permutation(idx_data):

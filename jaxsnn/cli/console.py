@@ -6,10 +6,11 @@
   warnings, and the traceback of any failure. Records are held in memory until the workdir
   exists, so a run refused before it starts creates nothing.
 - **Exit codes**: 0 success; 2 a failure the user can fix (bad flag or config value, missing or
-  mismatched files, a refused overwrite, a diverged training); 1 an internal error (its traceback
-  is in the log); 130 interrupted. After a failure the process ends without running interpreter
-  teardown, so background threads of Orbax and friends cannot print anything after the
-  ``error:`` line.
+  mismatched files, a refused overwrite, a diverged training); 3 another process of a
+  multi-process run stopped; 1 an internal error (its traceback is in the log); 130 interrupted.
+  After a failure the process ends without running interpreter teardown (nor JAX's shutdown
+  barrier, which would wait for a dead process), so background threads of Orbax and friends
+  cannot print anything after the ``error:`` line.
 """
 
 import logging
@@ -21,6 +22,8 @@ from collections.abc import Callable
 
 from absl import flags
 from absl import logging as absl_logging
+
+from jaxsnn.train import sharding
 
 LOG_NAME = "jaxsnn.log"
 # Failures a user causes and can fix: one line, exit 2.
@@ -150,6 +153,9 @@ def report(err: BaseException) -> tuple[int, str]:
     """The exit code and the one ``error:`` line for a failure (see the module docstring)."""
     if isinstance(err, KeyboardInterrupt):
         return 130, "error: interrupted"
+    lost = sharding.lost_peer_message(err) if "jax" in sys.modules else None
+    if lost is not None:  # Another process of a multi-process run died.
+        return 3, f"error: {lost}"
     if isinstance(err, USER_ERRORS):
         return 2, f"error: {one_line(err)}"
     return 1, f"error: internal error: {type(err).__name__}: {one_line(err)}"

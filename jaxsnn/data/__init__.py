@@ -1,20 +1,24 @@
-"""Host-side input pipelines: TFDS random-access sources to numpy batches, without TensorFlow.
+"""Host-side input pipelines: grain over TFDS random-access sources, without TensorFlow.
 
 Datasets (``config.dataset``): 'mnist', 'fashion_mnist', 'cifar10', 'cifar100',
-'imagenet2012' (TFDS, prepared in array_record format) and 'idx' (a local directory of
-MNIST-format IDX files, ``config.idx_dir``). 'mnist' and 'fashion_mnist' fall back to
-``config.idx_dir`` (default ``/usr/share/datasets/fashion-mnist``, from the Debian
-package ``dataset-fashion-mnist``; see ``scripts/get_fashion_mnist.sh``) when TFDS has
-not prepared them; the IDX files are then converted once into an array_record TFDS
-dataset by `jaxsnn.data.idx_builder`. Nothing is ever downloaded.
+'imagenet2012' and 'idx' (any folder of MNIST-format IDX files). Each is read from a TFDS
+dataset prepared in array_record format in ``config.data_dir`` or, when there is none,
+from the files users already have in ``config.local_dir`` (old name ``config.idx_dir``):
+IDX files, the CIFAR python pickles (tarball or folder), an ImageNet ImageFolder tree.
+Those are prepared once into ``config.data_dir`` without TensorFlow (see
+`jaxsnn.data.datasets`). Fashion-MNIST is looked for in
+``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``; see
+``scripts/get_fashion_mnist.sh``) by default. Nothing is ever downloaded.
 
-Training batches are deterministic in ``(config.seed, epoch, step)`` and resumable
-at any step; evaluation batches cover a split exactly once with a padding 'mask'.
-See `jaxsnn.data.pipeline` for determinism and for how throughput scales with
-``config.data_workers`` and ``config.data_prefetch``.
+``batch_size`` arguments are global; on a run of several JAX processes each process
+yields its own contiguous rows of every batch. Training batches are deterministic in
+``(config.seed, epoch, step)`` and resumable at any step; evaluation batches cover a
+split exactly once with a padding 'mask'. See `jaxsnn.data.pipeline` for determinism,
+sharding and throughput (``config.data_workers``, ``config.data_prefetch``).
 """
 
 from jaxsnn.data.datasets import DatasetInfo, get_dataset_info
+from jaxsnn.data.loader import close_streams
 from jaxsnn.data.pipeline import (
     calibration_batches,
     eval_batches,
@@ -26,6 +30,7 @@ from jaxsnn.data.pipeline import (
 __all__ = [
     "DatasetInfo",
     "calibration_batches",
+    "close_streams",
     "eval_batches",
     "get_dataset_info",
     "num_eval_batches",

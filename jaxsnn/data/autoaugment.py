@@ -189,20 +189,25 @@ def apply_op(image: np.ndarray, op: str, level: int, sign: int) -> np.ndarray:
     return np.asarray(apply_pil_op(pil, op, level, sign)).reshape(image.shape)
 
 
-def cifar10_policy(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def cifar10_policy(images: np.ndarray, rng: np.random.Generator, *, rows=None) -> np.ndarray:
     """Applies the AutoAugment CIFAR-10 policy to each image of a uint8 batch.
 
     Args:
       images: uint8 [B, H, W, C] with C in {1, 3}.
       rng: source of all random choices (sub-policy, coin flips, signs).
+      rows: a `jaxsnn.data.augment.Rows` placing ``images`` in a larger global batch:
+        the choices are drawn for all ``rows.total`` images and these rows' are used
+        (None: ``images`` is the whole batch).
 
     Returns:
       uint8 [B, H, W, C].
     """
     batch = images.shape[0]
-    choice = rng.integers(0, len(CIFAR10_POLICY), size=batch)
-    coins = rng.random((batch, 2))
-    signs = rng.choice(np.array([-1, 1]), size=(batch, 2))
+    size, first = (batch, 0) if rows is None else (rows.total, rows.start)
+    local = slice(first, first + batch)
+    choice = rng.integers(0, len(CIFAR10_POLICY), size=size)[local]
+    coins = rng.random((size, 2))[local]
+    signs = rng.choice(np.array([-1, 1]), size=(size, 2))[local]
     out = images.copy()
     for i in range(batch):
         for j, (op, prob, level) in enumerate(CIFAR10_POLICY[choice[i]]):

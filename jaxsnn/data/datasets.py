@@ -2,27 +2,35 @@
 
 Every dataset is read through a TFDS random-access data source (array_record), so an
 example is fetched by index and skipping examples costs nothing. TFDS data sources
-need neither TensorFlow nor tf.data. A dataset must therefore be prepared in
-array_record format, e.g. on a machine with TensorFlow:
-``tfds build cifar10 --file_format=array_record --data_dir=DIR``. Preparing the
-official image datasets here would need TensorFlow (their ``tfds.features.Image``
-encodes numpy arrays with ``tf.image.encode_png``), so this module never downloads
-or prepares them; it only reads. The exception is MNIST-format data:
-``mnist``/``fashion_mnist`` fall back to local IDX files (``config.idx_dir``) that
-`jaxsnn.data.idx_builder` prepares once into the data_dir without TensorFlow, and
-``idx`` always reads such a directory.
+need neither TensorFlow nor tf.data. A dataset comes from one of two places:
+
+* a TFDS dataset already prepared in array_record format in ``config.data_dir`` (e.g.
+  ``tfds build cifar10 --file_format=array_record`` run where TensorFlow is installed);
+* otherwise, the files users already have, in the layout their authors ship, in
+  ``config.local_dir`` (old name ``config.idx_dir``, still accepted): MNIST-format IDX
+  files (`jaxsnn.data.idx_builder`), the CIFAR-10/100 python pickles
+  (`jaxsnn.data.cifar`), an ImageNet ImageFolder tree (`jaxsnn.data.image_folder`).
+  They are prepared once, without TensorFlow, into an array_record TFDS dataset in
+  ``config.data_dir`` (see `jaxsnn.data.local_builder`). ``fashion_mnist`` looks in
+  ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``) when
+  ``config.local_dir`` is not set.
+
+Nothing is ever downloaded: when neither is there, a one-line error says what to
+download and where to put it.
 """
 
 import dataclasses
 import os
+from unittest import mock
 
 import ml_collections
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxsnn.data import idx, idx_builder
+from jaxsnn.data import cifar, idx, idx_builder, image_folder
 
 DEFAULT_IDX_DIR = "/usr/share/datasets/fashion-mnist"
+LOCAL_FIELD, ALIAS_FIELD = "config.local_dir", "config.idx_dir"
 AUGMENTS = ("none", "crop_flip", "crop_flip_cutout", "autoaugment_cutout")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,8 +72,11 @@ class DatasetSpec:
       flip: whether random horizontal flips are label-preserving.
       cutout: default Cutout hole size.
       test_split: TFDS split that ``split='test'`` refers to.
-      idx_fallback: whether local IDX files may stand in for unprepared TFDS data.
-      imagenet: whether images have variable size and need resized crops.
+      local: format of the local files that may stand in for unprepared TFDS data:
+        'idx', 'cifar10', 'cifar100', 'image_folder' or None.
+      default_local_dir: where to look when ``config.local_dir`` is not set.
+      imagenet: whether images have variable size and need resized crops (they are
+        then read as encoded bytes and decoded by the input pipeline).
     """
 
     tfds_name: str | None
@@ -76,18 +87,37 @@ class DatasetSpec:
     flip: bool
     cutout: int
     test_split: str = "test"
-    idx_fallback: bool = False
+    local: str | None = None
+    default_local_dir: str | None = None
     imagenet: bool = False
 
 
 SPECS = {
     "mnist": DatasetSpec(
-        "mnist", (0.1307,), (0.3081,), "none", 2, flip=False, cutout=8, idx_fallback=True
+        "mnist", (0.1307,), (0.3081,), "none", 2, flip=False, cutout=8, local="idx"
     ),
     "fashion_mnist": DatasetSpec(
-        "fashion_mnist", (0.2860,), (0.3530,), "none", 2, flip=True, cutout=8, idx_fallback=True
+        "fashion_mnist",
+        (0.2860,),
+        (0.3530,),
+        "none",
+        2,
+        flip=True,
+        cutout=8,
+        local="idx",
+        default_local_dir=DEFAULT_IDX_DIR,
     ),
-    "idx": DatasetSpec(None, None, None, "none", 2, flip=False, cutout=8),
+    "idx": DatasetSpec(
+        None,
+        None,
+        None,
+        "none",
+        2,
+        flip=False,
+        cutout=8,
+        local="idx",
+        default_local_dir=DEFAULT_IDX_DIR,
+    ),  # fmt: skip
     "cifar10": DatasetSpec(
         "cifar10",
         (0.4914, 0.4822, 0.4465),
@@ -96,6 +126,7 @@ SPECS = {
         4,
         flip=True,
         cutout=16,
+        local="cifar10",
     ),
     "cifar100": DatasetSpec(
         "cifar100",
@@ -105,6 +136,7 @@ SPECS = {
         4,
         flip=True,
         cutout=8,
+        local="cifar100",
     ),
     "imagenet2012": DatasetSpec(
         "imagenet2012",
@@ -115,6 +147,7 @@ SPECS = {
         flip=True,
         cutout=0,
         test_split="validation",
+        local="image_folder",
         imagenet=True,
     ),
 }
@@ -147,27 +180,67 @@ def get_augment(config: ml_collections.ConfigDict) -> str:
     return augment
 
 
-def _idx_dir(config: ml_collections.ConfigDict) -> str:
-    return os.fspath(config.get("idx_dir", None) or DEFAULT_IDX_DIR)
+def local_dir(config: ml_collections.ConfigDict) -> tuple[str | None, str]:
+    """Returns the folder of local files for ``config.dataset`` and the field that named it.
+
+    ``config.local_dir`` wins; ``config.idx_dir`` is its old name. Without either, the
+    dataset's default folder (Fashion-MNIST: the Debian package's) is used, if any.
+
+    Raises:
+      ValueError: both fields are set to different folders.
+    """
+    new, old = config.get("local_dir", None) or None, config.get("idx_dir", None) or None
+    if new and old and os.path.abspath(os.fspath(new)) != os.path.abspath(os.fspath(old)):
+        raise ValueError(
+            f"{LOCAL_FIELD}={os.fspath(new)!r} and {ALIAS_FIELD}={os.fspath(old)!r} (its old "
+            f"name) name different folders; set only {LOCAL_FIELD}"
+        )
+    if new or old:
+        return os.fspath(new or old), LOCAL_FIELD if new else ALIAS_FIELD
+    return get_spec(config).default_local_dir, LOCAL_FIELD
 
 
-def _open_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-    """Returns the TFDS builder that serves ``config.dataset``, preparing IDX data if used."""
+def _name_field(message: str, field: str) -> str:
+    """Names the field the user actually set (the old name ``idx_dir`` or ``local_dir``)."""
+    return message.replace(LOCAL_FIELD, field) if field != LOCAL_FIELD else message
+
+
+def _prepare_local(config: ml_collections.ConfigDict, where: str | None, data_dir):
+    """Prepares (once) and returns the builder of the local files of ``config.dataset``."""
+    spec = get_spec(config)
+    if spec.local == "idx":
+        if where is None:
+            raise FileNotFoundError(f"{LOCAL_FIELD} is not set; to get the data {idx.HOW_TO_GET}")
+        num_classes = config.get("num_classes", None) or 10
+        return idx_builder.prepare_local_idx(where, data_dir=data_dir, num_classes=num_classes)
+    if spec.local in cifar.LAYOUTS:
+        return cifar.prepare_local_cifar(where, spec.local, data_dir=data_dir)
+    return image_folder.prepare_local_image_folder(where, data_dir=data_dir)
+
+
+def _open_builder(config: ml_collections.ConfigDict):
+    """The TFDS builder that serves ``config.dataset``, preparing local files if used.
+
+    Returns:
+      ``(builder, local_error)``: when TFDS has not prepared the dataset and the local files
+      are missing, the TFDS builder comes back with the FileNotFoundError that the local
+      files gave (reading the builder may still work, e.g. under ``tfds.testing.mock_data``).
+    """
     spec = get_spec(config)
     data_dir = config.get("data_dir", None) or None  # "" (an unset flag) means the default.
-    num_classes = config.get("num_classes", None) or 10
-    if spec.tfds_name is None:
-        return idx_builder.prepare_local_idx(
-            _idx_dir(config), data_dir=data_dir, num_classes=num_classes
-        )
-    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-    if (
-        spec.idx_fallback
-        and not _has_random_access(builder)
-        and idx.has_idx_files(_idx_dir(config))
-    ):
-        return idx_builder.prepare_local_idx(_idx_dir(config), data_dir=data_dir)
-    return builder
+    where, field = local_dir(config)
+    try:
+        if spec.tfds_name is None:
+            return _prepare_local(config, where, data_dir), None
+        builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+        if _has_random_access(builder):
+            return builder, None
+        try:
+            return _prepare_local(config, where, data_dir), None
+        except FileNotFoundError as e:
+            return builder, e
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(_name_field(str(e), field)) from e
 
 
 def _has_random_access(builder: tfds.core.DatasetBuilder) -> bool:
@@ -179,24 +252,24 @@ def _has_random_access(builder: tfds.core.DatasetBuilder) -> bool:
 
 
 def _not_prepared_error(
-    config: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder
+    config: ml_collections.ConfigDict,
+    builder: tfds.core.DatasetBuilder,
+    where: str | None,
+    field: str,
+    local_error: Exception | None = None,
 ) -> FileNotFoundError:
-    """Builds the one-line error for a dataset that cannot be read as array_record."""
+    """Builds the one-line error for a dataset that is neither prepared nor available locally."""
     name = builder.name
     if builder.is_prepared():
         problem = f"{name} in {builder.data_dir} is not in array_record format"
     else:
         problem = f"{name} is not prepared in {builder.data_dir}"
-    fix = (
-        f"prepare it with `tfds build {name} --file_format=array_record "
+    local = str(local_error) if local_error else f"{field}={where!r} has no files for it"
+    return FileNotFoundError(
+        f"config.dataset={config.dataset!r}: {problem} and {field}={where!r} cannot stand in "
+        f"({local}); or prepare it with `tfds build {name} --file_format=array_record "
         "--data_dir=DIR` and set config.data_dir"
     )
-    if get_spec(config).idx_fallback:
-        fix += (
-            f", or provide IDX files: searched config.idx_dir={_idx_dir(config)!r}; "
-            f"{idx.HOW_TO_GET}"
-        )
-    return FileNotFoundError(f"config.dataset={config.dataset!r}: {problem}; {fix}")
 
 
 def tfds_split(config: ml_collections.ConfigDict, split: str) -> str:
@@ -208,22 +281,35 @@ def open_split(config: ml_collections.ConfigDict, split: str):
     """Opens one split of ``config.dataset`` as a random-access TFDS data source.
 
     Args:
-      config: reads ``dataset``, ``data_dir``, ``idx_dir`` and ``num_classes``.
+      config: reads ``dataset``, ``data_dir``, ``local_dir`` (or ``idx_dir``) and
+        ``num_classes``.
       split: 'train', 'test' (the evaluation split) or any TFDS split name.
 
     Returns:
       A sequence-like source: ``len(source)``, ``source[i]`` and
-      ``source.__getitems__(indices)`` give dicts with 'image' and 'label'.
+      ``source.__getitems__(indices)`` give dicts with 'image' and 'label'. ImageNet
+      images come as encoded bytes (`jaxsnn.data.augment.decode_image` decodes them).
 
     Raises:
-      ValueError: for an unknown dataset or a corrupted IDX file.
-      FileNotFoundError: if the data is neither prepared nor available as IDX files.
+      ValueError: for an unknown dataset or a corrupted local file.
+      FileNotFoundError: if the data is neither prepared nor available as local files.
     """
-    builder = _open_builder(config)
+    builder, local_error = _open_builder(config)
+    decoders = {"image": tfds.decode.SkipDecoding()} if get_spec(config).imagenet else None
     try:
-        return builder.as_data_source(split=tfds_split(config, split))
+        source = builder.as_data_source(split=tfds_split(config, split), decoders=decoders)
+        if decoders and is_mocked(source):  # mock_data would decode with TensorFlow.
+            source = builder.as_data_source(split=tfds_split(config, split))
+        return source
     except (NotImplementedError, FileNotFoundError, AssertionError) as e:
-        raise _not_prepared_error(config, builder) from e
+        where, field = local_dir(config)
+        error = _not_prepared_error(config, builder, where, field, local_error)
+        raise FileNotFoundError(_name_field(str(error), field)) from e
+
+
+def is_mocked(source) -> bool:
+    """Whether ``source`` comes from ``tfds.testing.mock_data`` (patched in this process only)."""
+    return isinstance(getattr(source, "data_source", None), mock.NonCallableMock)
 
 
 def image_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, int]:

@@ -32,8 +32,11 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 HOW_TO_GET = (
-    "run scripts/get_fashion_mnist.sh or apt-get install dataset-fashion-mnist, "
-    "or set config.idx_dir"
+    "for Fashion-MNIST run scripts/get_fashion_mnist.sh or apt-get install "
+    "dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist); otherwise put the "
+    "four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+    "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in a folder and set "
+    "config.local_dir to it"
 )
 
 
@@ -79,9 +82,7 @@ def find_idx_files(idx_dir: os.PathLike | str) -> dict[str, pathlib.Path]:
             if not pathlib.Path(idx_dir).is_dir()
             else "lacks " + ", ".join(missing)
         )
-        raise FileNotFoundError(
-            f"IDX directory {os.fspath(idx_dir)!r} {where}; to get Fashion-MNIST {HOW_TO_GET}"
-        )
+        raise FileNotFoundError(f"IDX directory {os.fspath(idx_dir)!r} {where}; {HOW_TO_GET}")
     return found
 
 

@@ -1,9 +1,11 @@
 """``train_and_evaluate``: the ANN (QCFS) training loop with exact resume.
 
 Resume is exact: the data pipeline makes batch ``k`` of epoch ``e`` a function of
-``(config.seed, e, k)`` only, the per-step key is ``fold_in(loop_key, step)``, and the whole
-train state (optimiser and schedule count included) is checkpointed. A run interrupted after any
-checkpoint and restarted with the same command therefore ends with bit-identical parameters.
+``(config.seed, e, k)`` only (whichever process builds which rows: each process feeds its own rows
+of every global batch, see :mod:`jaxsnn.data`), the per-step key is ``fold_in(loop_key, step)``,
+and the whole train state (optimiser and schedule count included) is checkpointed. A run
+interrupted after any checkpoint and restarted with the same command therefore ends with
+bit-identical parameters.
 
 Metrics go to the log (absl), to stdout once per epoch, and to ``<workdir>/metrics.jsonl`` (one
 JSON object per line) and TensorBoard event files in ``<workdir>/tensorboard`` (via tensorboardX:
@@ -259,6 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         if not eval_metrics:  # Nothing left to train (resumed at the end): just evaluate.
             eval_metrics = evaluate(eval_fn, state, config, mesh)
     finally:
+        data.close_streams()  # Worker processes kept for a next epoch that will not come.
         checkpoint.wait_until_finished(mngr)
         mngr.close()
 
