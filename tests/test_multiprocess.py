@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 import pytest
 from idx_files import make_idx_dir
 
+from jaxsnn.cli import convert as engine
 from jaxsnn.train import loop, sharding
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +41,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(idx, data_dir, workdir, logs: pathlib.Path) -> list[subprocess.Popen]:
+def _launch(
+    idx, data_dir, workdir, logs: pathlib.Path, script="train.py", extra=()
+) -> list[subprocess.Popen]:
     """Starts the two processes of one run; their output goes to ``logs/<process>.log``."""
     port = _free_port()
     procs = []
@@ -57,11 +60,12 @@ def _launch(idx, data_dir, workdir, logs: pathlib.Path) -> list[subprocess.Popen
         env.pop("XLA_FLAGS", None)
         command = [
             sys.executable,
-            str(ROOT / "train.py"),
+            str(ROOT / script),
             f"--config={ROOT / 'configs/tiny.py'}:local_dir={idx},{ARG}",
             f"--config.data_dir={data_dir}",
             f"--workdir={workdir}",
             f"--heartbeat_timeout={HEARTBEAT_S}",
+            *extra,
         ]
         log = open(logs / f"{index}.log", "w")  # noqa: SIM115 (closed with the process)
         procs.append(
@@ -158,7 +162,7 @@ def test_two_processes_match_one_process_then_survive_a_kill(tmp_path):
     logs.mkdir()
     procs = _launch(idx, data_dir, workdir, logs)
     assert _wait(procs, logs, timeout=240) == [0, 0], _tail(logs, 0) + _tail(logs, 1)
-    assert "resumed at step" in (logs / "0.log").read_text()
+    assert "resumed at step" in (workdir / "jaxsnn.log").read_text()  # The run's log file.
 
     # Same loss trajectory, test metrics and parameters as one process with two devices. Steps
     # run before the kill and again after the restart are logged twice; both must agree.
@@ -181,6 +185,24 @@ def test_two_processes_match_one_process_then_survive_a_kill(tmp_path):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), params, ref_params
     )
+
+    # convert.py on the two processes (calibration batches and evaluation batches split by
+    # process, the SNN replicated) gives the results of this process's two devices.
+    conversion = ["--config.convert.method=calib_light", "--config.convert.T=3"]
+    conversion += ["--config.convert.calib_batches=1", "--config.convert.calib_batch_size=8"]
+    logs = tmp_path / "logs_convert"
+    logs.mkdir()
+    procs = _launch(idx, data_dir, workdir, logs, "convert.py", conversion)
+    assert _wait(procs, logs, timeout=240) == [0, 0], _tail(logs, 0) + _tail(logs, 1)
+    two = json.loads(next(workdir.glob("snn_calib_light-*/results.json")).read_text())
+    assert two["provenance"]["processes"] == 2
+    config.convert.update(
+        dict(method="calib_light", T=3, calib_batches=1, calib_batch_size=8, progress=False)
+    )
+    config.convert.output_dir = "one_process"
+    one = engine.convert_and_evaluate(config, workdir)
+    for key in ("snn_accuracy", "ann_accuracy", "spikes_per_image", "thresholds"):
+        assert two[key] == json.loads(json.dumps(one[key])), key
 
 
 def test_incomplete_launch_settings_fail_with_one_line(monkeypatch):

@@ -281,7 +281,8 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
             (tmp / "results.json").write_text(json.dumps(results, indent=1))
             outputs.write_plots(tmp, results)
     results["output_dir"] = str(final)
-    print_summary(results)
+    if jax.process_index() == 0:
+        print_summary(results)
     return results
 
 

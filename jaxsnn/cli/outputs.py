@@ -107,11 +107,23 @@ def snn_metadata(conv: Converted, results: Mapping, spec: Mapping) -> dict:
     }
 
 
+def _local_checkpointer() -> ocp.StandardCheckpointer:
+    """A checkpointer for this process alone (no barrier with the other processes of a run)."""
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
+
+
 def save_snn(out_dir: epath.Path, conv: Converted, metadata: Mapping) -> None:
-    """Writes ``snn_checkpoint/``, ``snn_metadata.json`` and (if any) ``membrane_init.npz``."""
-    ckptr = ocp.StandardCheckpointer()
+    """Writes ``snn_checkpoint/``, ``snn_metadata.json`` and (if any) ``membrane_init.npz``.
+
+    Called by one process (the first) of a multi-process run: the params are fetched to the
+    host and written without synchronising with the others.
+    """
+    ckptr = _local_checkpointer()
     try:
-        ckptr.save((out_dir / "snn_checkpoint").absolute(), jax.device_get(conv.params))
+        params = jax.tree.map(np.asarray, jax.device_get(conv.params))
+        ckptr.save((out_dir / "snn_checkpoint").absolute(), params)
         ckptr.wait_until_finished()
     finally:
         ckptr.close()
@@ -137,7 +149,7 @@ def load_snn(out_dir) -> tuple[Converted, dict]:
     metadata = json.loads(meta_path.read_text())
     spec = metadata["model"]
     ann = models.build_model(spec, spec["num_classes"])
-    ckptr = ocp.StandardCheckpointer()
+    ckptr = _local_checkpointer()
     try:
         params = ckptr.restore((out_dir / "snn_checkpoint").absolute())
     finally:

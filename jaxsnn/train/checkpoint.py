@@ -124,6 +124,7 @@ FIT_FIELDS = (
     "dataset",
     "image_size",
     "idx_dir",
+    "local_dir",
 )
 _MODEL_PARTS = ("params/", "batch_stats/")
 
