@@ -372,6 +372,7 @@ def test_train_and_convert_with_the_shipped_configs(tmp_path):
         "cifar10": ("cifar10", 8),
         "imagenet": ("imagenet2012", 5),
     }.items():
-        results = json.loads((workdir[name] / "snn_qcfs" / "results.json").read_text())
-        assert results["dataset"] == dataset and results["num_examples"] == test_size
+        results = json.loads((workdir[name] / "snn_qcfs-T2" / "results.json").read_text())
+        assert results["dataset"]["name"] == dataset and results["num_examples"] == test_size
+        assert results["dataset"]["num_examples"] == test_size
         assert len(results["snn_accuracy"]) == 2

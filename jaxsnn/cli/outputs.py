@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from jaxsnn import models
-from jaxsnn.methods import Converted, get
+from jaxsnn.methods import Converted, get, result_options
 from jaxsnn.methods.common import build_snn
 from jaxsnn.simulate import protocols
 
@@ -50,6 +50,7 @@ def run_name(method: str, options: Mapping, checkpoint) -> str:
     conversions that can give different results never share a folder.
     """
     defaults = get(method).defaults()
+    options = result_options(method, options)
     parts = [f"snn_{method}", f"T{options['T']}"]
     for key in sorted(options):
         if key == "T" or options[key] == defaults[key]:

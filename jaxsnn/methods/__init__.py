@@ -56,6 +56,21 @@ def needs_data(name: str, options: Mapping | None = None) -> bool:
     return get(name).needs_data or bool(resolve_options(name, options)["iat"])
 
 
+def result_options(name: str, options: Mapping | None = None) -> dict:
+    """The resolved options that can change the result of method ``name``.
+
+    The calibration-data options count only when the method (or IAT) reads data, and the IAT
+    options only with ``iat`` on; everything else always counts. Run folders are named from these.
+    """
+    opts = resolve_options(name, options)
+    unused = set()
+    if not needs_data(name, opts):
+        unused |= {o.name for o in common.DATA}
+    if not opts["iat"]:
+        unused |= {o.name for o in common.IAT if o.name != "iat"}
+    return {k: v for k, v in opts.items() if k not in unused}
+
+
 def convert(
     name: str,
     ann_model: nn.Module,
@@ -120,5 +135,6 @@ __all__ = [
     "option_table_markdown",
     "register",
     "resolve_options",
+    "result_options",
     "unknown_options",
 ]
