@@ -112,18 +112,11 @@ def _timed_first_call(fn):
     return time.perf_counter() - start
 
 
-def compile_simulation(b, T: int, unroll: int | None = 2):
-    """jaxsnn's ``simulate`` for build ``b``, compiled as the library evaluates (``unroll``,
-    ``backend_compiler_options``). Returns ``(fn of no arguments, compiled)``."""
-    from jaxsnn.simulate import simulate
-    from jaxsnn.simulate.core import backend_compiler_options
+def compile_simulation(b, T: int, unroll: int = 2):
+    """jaxsnn's ``simulate`` for build ``b`` as the library evaluates (see ``bench.common``)."""
+    from bench import common
 
-    s, p, m, x = b["snn"], b["snn_params"], b["membrane"], b["images"]
-    kwargs = {"num_steps": T} if unroll is None else {"num_steps": T, "unroll": unroll}
-    compiled = simulate.lower(s, p, m, x, **kwargs).compile(
-        compiler_options=backend_compiler_options() or None
-    )
-    return (lambda: compiled(p, m, x)), compiled
+    return common.compile_simulation(b, T, unroll=unroll)
 
 
 def _agreement(out, ref) -> dict:
