@@ -56,11 +56,13 @@ QUICK = {
             "variants": ("plain", "unroll2"),
         },
     ],
-    "p2": {
-        "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
-        "steps": (4,),
-        "reps": 9,
-    },
+    "p2": [
+        {
+            "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
+            "steps": (4,),
+            "reps": 9,
+        }
+    ],
     "sweep": [
         {"networks": {"SmallCNN": 32, "ResNet20": 16}, "ks": (4, 16), "T": 8, "reps": 3},
         {"networks": {"VGG16": 4}, "ks": (4,), "T": 8, "reps": 3},
@@ -116,12 +118,15 @@ FULL = {
         for flag_set in p3.FLAG_SETS
         if flag_set != "default"
     ],
-    "p2": {
-        "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
-        "steps": (4, 16),
-        "reps": 15,
-        "threads": (None, 1),
-    },
+    "p2": [
+        {
+            "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
+            "steps": (4,),
+            "reps": 15,
+            "threads": (None, 1),
+        },
+        {"networks": {"ResNet20": (16,)}, "steps": (16,), "reps": 15, "threads": (None, 1)},
+    ],
     "sweep": [
         {"networks": {"SmallCNN": 32, "ResNet20": 16, "VGG16": 4}, "ks": (4, 16), "T": 8},
     ],
@@ -160,7 +165,8 @@ def main() -> None:
         for kwargs in cfg["p1_flags"]:
             records += p1.run_with_flags(**kwargs)
     if "P2" in only:
-        records += p2.run(**cfg["p2"])
+        for kwargs in cfg["p2"]:
+            records += p2.run(**kwargs)
     if "sweep" in only:
         for kwargs in cfg["sweep"]:
             records += sweep.run(**kwargs)

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from bench import common
+from bench import common, convfix
 
 
 def _skipped(networks, why: str) -> list[dict]:
@@ -33,8 +33,12 @@ def _skipped(networks, why: str) -> list[dict]:
     ]
 
 
-def measure(networks: dict, steps, reps: int) -> list[dict]:
-    """P2 records in this process for ``{name: batch or (batches)}`` × ``steps``."""
+def measure(networks: dict, steps, reps: int, proposal_for=("VGG16",)) -> list[dict]:
+    """P2 records in this process for ``{name: batch or (batches)}`` × ``steps``.
+
+    For the networks in ``proposal_for`` jaxsnn is also timed with the proposed convolution
+    change (``bench.convfix``: a conv whose kernel is larger than its input as one dot).
+    """
     try:
         import torch
 
@@ -56,44 +60,65 @@ def measure(networks: dict, steps, reps: int) -> list[dict]:
                     "jax": lambda run_jax=run_jax: run_jax().cumulative[-1],
                     "torch": lambda T=T: torch_ref.simulate_if(net, x_t, T),
                 }
+                if name in proposal_for:
+                    with convfix.patched_flax_conv():
+                        run_fix, _ = common.compile_simulation(b, T)
+                    fns["jax_convfix"] = lambda run_fix=run_fix: run_fix().cumulative[-1]
                 load_before = common.load_avg()
                 wall, cpu = common.time_interleaved_samples(fns, reps)
-                out_j, out_t = np.asarray(fns["jax"]()), fns["torch"]().numpy()
-                s = common.ratio_summary(wall["torch"], wall["jax"])
-                med = {k: float(np.median(v)) for k, v in wall.items()}
-                rec = common.record(
-                    "P2",
-                    network=name,
-                    T=T,
-                    batch=batch,
-                    variant=f"eager_torch, {threads} thread{'s' * (threads > 1)}",
-                    threads=threads,
-                    ratio=med["torch"] / med["jax"],
-                    ratio_round_median=s["median"],
-                    ratio_min=s["min"],
-                    ratio_max=s["max"],
-                    ratio_q25=s["q25"],
-                    ratio_q75=s["q75"],
-                    cpu_ratio=common.ratio_summary(cpu["torch"], cpu["jax"])["median"],
-                    jax_median_s=med["jax"],
-                    torch_median_s=med["torch"],
-                    reps=reps,
-                    load_before=load_before,
-                    load_after=common.load_avg(),
-                    torch_version=torch.__version__,
-                    jax_settings="unroll=2 + backend_compiler_options (library evaluation)",
-                    max_abs_diff=float(np.max(np.abs(out_j - out_t))),
-                    argmax_agreement=float(np.mean(out_j.argmax(-1) == out_t.argmax(-1))),
-                )
-                records.append(rec)
-                print(
-                    f"P2 {name} B={batch} T={T} threads={threads}: torch/jax {rec['ratio']:.2f} "
-                    f"(rounds {s['min']:.2f}-{s['max']:.2f}, IQR {s['q25']:.2f}-{s['q75']:.2f}) "
-                    f"max|d| {rec['max_abs_diff']:.1e} load {load_before:.1f}->"
-                    f"{rec['load_after']:.1f}",
-                    flush=True,
-                )
+                out_t = fns["torch"]().numpy()
+                load_after = common.load_avg()
+                for jax_name in [k for k in fns if k.startswith("jax")]:
+                    rec = _record(
+                        name, T, batch, threads, wall, cpu, jax_name, fns[jax_name](), out_t, reps
+                    )
+                    rec.update(
+                        load_before=load_before,
+                        load_after=load_after,
+                        torch_version=torch.__version__,
+                    )
+                    records.append(rec)
+                    print(
+                        f"P2 {name} B={batch} T={T} threads={threads} {rec['jax_settings']}: "
+                        f"torch/jax {rec['ratio']:.2f} (rounds {rec['ratio_min']:.2f}-"
+                        f"{rec['ratio_max']:.2f}, IQR {rec['ratio_q25']:.2f}-"
+                        f"{rec['ratio_q75']:.2f}) max|d| {rec['max_abs_diff']:.1e} load "
+                        f"{load_before:.1f}->{load_after:.1f}",
+                        flush=True,
+                    )
     return records
+
+
+def _record(name, T, batch, threads, wall, cpu, jax_name, out_j, out_t, reps) -> dict:
+    """One P2 record: torch ÷ the jax variant ``jax_name``, with spread and agreement."""
+    out_j = np.asarray(out_j)
+    s = common.ratio_summary(wall["torch"], wall[jax_name])
+    med = {k: float(np.median(v)) for k, v in wall.items()}
+    settings = "unroll=2 + backend_compiler_options (library evaluation)"
+    if jax_name == "jax_convfix":
+        settings += " + proposed small-conv-as-dot (bench/convfix.py)"
+    return common.record(
+        "P2",
+        network=name,
+        T=T,
+        batch=batch,
+        variant=f"eager_torch, {threads} thread{'s' * (threads > 1)}"
+        + (", jaxsnn + convfix" if jax_name == "jax_convfix" else ""),
+        threads=threads,
+        ratio=med["torch"] / med[jax_name],
+        ratio_round_median=s["median"],
+        ratio_min=s["min"],
+        ratio_max=s["max"],
+        ratio_q25=s["q25"],
+        ratio_q75=s["q75"],
+        cpu_ratio=common.ratio_summary(cpu["torch"], cpu[jax_name])["median"],
+        jax_median_s=med[jax_name],
+        torch_median_s=med["torch"],
+        reps=reps,
+        jax_settings=settings,
+        max_abs_diff=float(np.max(np.abs(out_j - out_t))),
+        argmax_agreement=float(np.mean(out_j.argmax(-1) == out_t.argmax(-1))),
+    )
 
 
 def run(networks: dict, steps, reps: int, threads=(None,)) -> list[dict]:

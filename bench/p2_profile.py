@@ -1,9 +1,10 @@
-"""Where the P2 time goes on CPU: ResNet-20's convolutions one by one, XLA:CPU vs PyTorch (oneDNN).
+"""Where the P2 time goes on CPU: a network's convolutions one by one, XLA:CPU vs PyTorch (oneDNN).
 
-``python -m bench.p2_profile [--batch 16] [--reps 30] [--flags NAME,...]`` times every distinct
-convolution shape of ResNet-20 (CIFAR, 32×32) as a single jitted ``lax.conv_general_dilated`` in
-jaxsnn's layout (NHWC × HWIO, symmetric padding) next to ``torch.nn.functional.conv2d`` on the same
-numbers (NCHW, and NHWC via ``channels_last``), interleaved round by round, equal thread counts.
+``python -m bench.p2_profile [--network N] [--batch 16] [--reps 30] [--threads N] [--flags F,...]``
+times every distinct convolution shape of the network (ResNet-20 by default; CIFAR, 32×32) as one
+jitted ``lax.conv_general_dilated`` in jaxsnn's layout (NHWC × HWIO, symmetric padding) next to
+``torch.nn.functional.conv2d`` on the same numbers (NCHW, and NHWC via ``channels_last``),
+interleaved round by round, equal thread counts.
 Each XLA flag set (``bench.p2_profile.FLAG_SETS``) runs in its own subprocess because XLA reads
 ``XLA_FLAGS`` once at start-up. Writes ``bench/p2_profile.json`` and prints one line per shape:
 the per-call medians and ``torch ÷ jax`` (> 1: JAX faster), weighted by how often the shape occurs
@@ -28,6 +29,19 @@ RESNET20_CONVS = (
     (16, 32, 64, 1, 2, 1),
     (8, 64, 64, 3, 1, 5),
 )
+VGG16_CONVS = (
+    (32, 3, 64, 3, 1, 1),
+    (32, 64, 64, 3, 1, 1),
+    (16, 64, 128, 3, 1, 1),
+    (16, 128, 128, 3, 1, 1),
+    (8, 128, 256, 3, 1, 1),
+    (8, 256, 256, 3, 1, 2),
+    (4, 256, 512, 3, 1, 1),
+    (4, 512, 512, 3, 1, 2),
+    (2, 512, 512, 3, 1, 3),
+)
+SMALLCNN_CONVS = ((28, 1, 32, 3, 1, 1), (14, 32, 64, 3, 1, 1))
+CONVS = {"ResNet20": RESNET20_CONVS, "VGG16": VGG16_CONVS, "SmallCNN": SMALLCNN_CONVS}
 FLAG_SETS = {
     "default": "",
     "onednn": "--xla_cpu_use_onednn=true",
@@ -40,7 +54,7 @@ FLAG_SETS = {
 }
 
 
-def child(batch: int, reps: int) -> list[dict]:
+def child(batch: int, reps: int, network: str = "ResNet20") -> list[dict]:
     """Times every conv shape in this process (XLA_FLAGS as inherited)."""
     import jax
     import jax.numpy as jnp
@@ -53,7 +67,7 @@ def child(batch: int, reps: int) -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
     rng = np.random.default_rng(0)
-    for hw, cin, cout, k, s, n in RESNET20_CONVS:
+    for hw, cin, cout, k, s, n in CONVS[network]:
         x = rng.random((batch, hw, hw, cin), np.float32)
         w = rng.standard_normal((k, k, cin, cout), np.float32) / np.float32(np.sqrt(k * k * cin))
         pad = ((k // 2, k // 2), (k // 2, k // 2))
@@ -102,14 +116,18 @@ def child(batch: int, reps: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--network", default="ResNet20", choices=sorted(CONVS))
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--flags", default="default,onednn,xnnpack")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="pin to this many cores with taskset (0: all)"
+    )
     parser.add_argument("--out", default="bench/p2_profile.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.batch, args.reps)))
+        print(json.dumps(child(args.batch, args.reps, args.network)))
         return
     from bench import common
 
@@ -117,7 +135,10 @@ def main() -> None:
     for name in args.flags.split(","):
         env = dict(os.environ, XLA_FLAGS=FLAG_SETS[name])
         cmd = [sys.executable, "-m", "bench.p2_profile", "--child", "--batch", str(args.batch)]
-        cmd += ["--reps", str(args.reps)]
+        if args.threads:
+            cores = sorted(os.sched_getaffinity(0))[: args.threads]
+            cmd = ["taskset", "-c", ",".join(map(str, cores))] + cmd
+        cmd += ["--reps", str(args.reps), "--network", args.network]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{name}: failed: {proc.stderr.strip()[-300:]}", flush=True)
@@ -128,7 +149,8 @@ def main() -> None:
         torch_total = sum(r["torch_median_s"] * r["count"] for r in rows)
         cl_total = sum(r["torch_cl_median_s"] * r["count"] for r in rows)
         print(
-            f"[{name}] B={args.batch} one forward's convs: jax {jax_total * 1e3:.2f} ms, "
+            f"[{name}] {args.network} B={args.batch} one forward's convs: "
+            f"jax {jax_total * 1e3:.2f} ms, "
             f"torch {torch_total * 1e3:.2f} ms, torch channels_last {cl_total * 1e3:.2f} ms, "
             f"load {os.getloadavg()[0]:.2f}",
             flush=True,
@@ -145,11 +167,12 @@ def main() -> None:
         out.append(
             common.record(
                 "P2_conv",
-                network="ResNet20",
+                network=args.network,
                 batch=args.batch,
                 variant=name,
                 xla_flags=FLAG_SETS[name],
                 reps=args.reps,
+                threads=args.threads or len(os.sched_getaffinity(0)),
                 load_avg=os.getloadavg()[0],
                 jax_convs_s=jax_total,
                 torch_convs_s=torch_total,
