@@ -113,3 +113,86 @@ def check(name: str = "VGG16", batch: int = 2, T: int = 4) -> dict:
     with patched_flax_conv():
         out = common.compile_simulation(b, T)[0]().cumulative
     return {"max_abs_diff": float(jnp.max(jnp.abs(out - ref))), "shape": jax.numpy.shape(out)}
+
+
+def run_p1(networks: dict[str, int], steps, reps: int) -> list[dict]:
+    """P1 of the library settings with and without the proposal, ANN and SNN alike.
+
+    With the proposal adopted both the ANN and the SNN would run the patched convolution, so the
+    ``convfix`` ratio divides the patched SNN by T × the patched ANN. Records say how much faster
+    each side got (``snn_speedup``, ``ann_speedup``) and how far the patched logits are from the
+    library's (``max_abs_diff``, final-T ``argmax_agreement``).
+    """
+    import statistics
+
+    from bench import common
+
+    records = []
+    for name, batch in networks.items():
+        b = common.build(name, batch)
+
+        def ann_fn(b=b):
+            apply = jax.jit(lambda p, x: b["folded_ann"].apply({"params": p}, x))
+            compiled = apply.lower(b["folded"], b["images"]).compile()
+            return lambda: compiled(b["folded"], b["images"])
+
+        for T in steps:
+            fns = {"ann": ann_fn(), "snn": common.compile_simulation(b, T)[0]}
+            with patched_flax_conv():
+                fns["ann_fix"] = ann_fn()
+                fns["snn_fix"] = common.compile_simulation(b, T)[0]
+            load_before = common.load_avg()
+            wall, _ = common.time_interleaved_samples(fns, reps)
+            med = {k: statistics.median(v) for k, v in wall.items()}
+            ref, out = fns["snn"]().cumulative, fns["snn_fix"]().cumulative
+            for variant, snn, ann in (
+                ("unroll2_region_copy", "snn", "ann"),
+                ("unroll2_region_copy+convfix", "snn_fix", "ann_fix"),
+            ):
+                spread = common.ratio_summary(wall[snn], wall[ann], T)
+                rec = common.record(
+                    "P1",
+                    network=name,
+                    T=T,
+                    batch=batch,
+                    variant=variant,
+                    ratio=med[snn] / (T * med[ann]),
+                    ratio_round_median=spread["median"],
+                    ratio_min=spread["min"],
+                    ratio_max=spread["max"],
+                    snn_median_s=med[snn],
+                    ann_median_s=med[ann],
+                    snn_speedup=med["snn"] / med[snn],
+                    ann_speedup=med["ann"] / med[ann],
+                    reps=reps,
+                    load_avg=load_before,
+                )
+                if snn == "snn_fix":
+                    rec.update(
+                        exact_equal=bool(jnp.all(out == ref)),
+                        max_abs_diff=float(jnp.max(jnp.abs(out - ref))),
+                        argmax_agreement=float(
+                            jnp.mean(jnp.argmax(out[-1], -1) == jnp.argmax(ref[-1], -1))
+                        ),
+                    )
+                records.append(rec)
+                print(
+                    f"P1 {name} B={batch} T={T} {variant}: {rec['ratio']:.3f} "
+                    f"(rounds {spread['min']:.3f}-{spread['max']:.3f}); SNN {med[snn]:.3f} s, "
+                    f"speed-up vs library {rec['snn_speedup']:.2f}x, load {load_before:.1f}",
+                    flush=True,
+                )
+    return records
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    from bench import report
+
+    recs = run_p1({"VGG16": 8}, steps=(8, 16, 32), reps=int(sys.argv[1]) if sys.argv[1:] else 3)
+    with open("bench/convfix.json", "w") as f:
+        json.dump(recs, f, indent=1)
+    with open("bench/convfix.md", "w") as f:
+        f.write(report.markdown(recs))

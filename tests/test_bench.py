@@ -64,11 +64,17 @@ def test_archived_variants_are_reported(tmp_path):
 
 def test_sweep_records_match_the_loop():
     records = sweep.run({"_CNNTiny": 2}, ks=(3,), T=3, reps=1)
-    assert [r["variant"] for r in records] == ["threshold_scales K=3", "initial_potentials K=3"]
+    assert [r["variant"] for r in records] == [
+        "threshold_scales K=3",
+        "threshold_scales K=3 map_1",
+        "initial_potentials K=3",
+        "initial_potentials K=3 map_1",
+    ]
     for r in records:
         assert REQUIRED <= set(r)
         assert r["ratio"] > 0 and r["max_abs_diff"] < 1e-5 and r["argmax_agreement"] == 1.0
-    assert report.markdown(records).count("\n| sweep |") == 2
+    assert all(r["exact_equal"] for r in records if "map_1" in r["variant"])  # the loop's shapes
+    assert report.markdown(records).count("\n| sweep |") == 4
 
 
 def test_torch_twin_matches_jax_simulation():

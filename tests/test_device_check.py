@@ -26,12 +26,14 @@ def dry_run(tmp_path_factory):
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable)
     env.pop("JAX_PLATFORMS", None)  # run.sh sets it from --platform
     proc = subprocess.run(
-        ["bash", "bench/device/run.sh", "--platform", "cpu", "--quick", "--in-process"],
+        # A budget far above the ~1 min this takes: on a loaded machine nothing may be skipped.
+        ["bash", "bench/device/run.sh", "--platform", "cpu", "--quick", "--in-process"]
+        + ["--budget-s", "3000"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     records = json.loads((out / "results_cpu_quick.json").read_text())
@@ -79,6 +81,9 @@ def test_precision_memory_and_training_records(dry_run):
     mem = [r for r in records if r["benchmark"] == "memory"]
     assert [r["variant"] for r in mem] == ["T=2", "T=4", "T4_vs_T2"]
     assert all(r["peak_mib"] > 0 for r in mem[:2]) and mem[2]["ratio"] > 0
+    sweeps = [r for r in records if r["benchmark"] == "sweep"]
+    assert {r["variant"] for r in sweeps} >= {"threshold_scales K=3", "initial_potentials K=3"}
+    assert all(r["max_abs_diff"] < 1e-5 for r in sweeps)
     train = {r["variant"]: r for r in records if r["benchmark"] == "train"}
     assert set(train) == {"jax", "torch"} and all(r["images_per_s"] > 0 for r in train.values())
 

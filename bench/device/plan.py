@@ -9,14 +9,15 @@ so time a section does not use goes to the ones after it.
 # (section, share of the time budget, minimum seconds). Order = priority: a section starts only
 # when at least its minimum is left.
 SECTIONS = (
-    ("env", 3, 20),
+    ("env", 3, 30),
     ("smoke", 20, 30),
     ("p1p2", 30, 20),
     ("precision", 9, 15),
     ("layouts", 9, 15),
     ("memory", 8, 15),
     ("train", 10, 15),
-    ("torch_compile", 11, 20),
+    ("sweep", 7, 15),
+    ("torch_compile", 9, 20),
 )
 
 GPU = {
@@ -43,6 +44,7 @@ GPU = {
     "layouts": {"networks": {"SmallCNN": 256, "ResNet20": 256, "VGG16": 128}, "steps": (8, 32)},
     "memory": {"network": "VGG16", "batch": 128, "steps": (8, 64)},
     "train": {"networks": {"SmallCNN": 256, "ResNet20": 256}, "steps": 30, "torch": ("ResNet20",)},
+    "sweep": {"networks": {"ResNet20": 128, "VGG16": 64}, "ks": (4, 16), "T": 8, "reps": 5},
     "torch_compile": {"networks": {"ResNet20": 128, "SmallCNN": 128, "VGG16": 128}, "T": 8},
     "fast_compile": False,
 }
@@ -63,6 +65,7 @@ QUICK = {
     "layouts": {"networks": {"_ResNetTiny": 2}, "steps": (2,)},
     "memory": {"network": "_VGGTiny", "batch": 2, "steps": (2, 4)},
     "train": {"networks": {"_ResNetTiny": 4}, "steps": 2, "torch": ("_ResNetTiny",)},
+    "sweep": {"networks": {"_CNNTiny": 2}, "ks": (3,), "T": 2, "reps": 1},
     "torch_compile": {"networks": {}, "T": 2},
     # XLA optimisation passes off: the dry run checks code paths, and compiles dominate on 2 cores.
     "fast_compile": True,

@@ -10,6 +10,8 @@ LEGEND = {
     "bench/device/layouts.py; temp = XLA temporary buffers",
     "memory": "peak device memory of one evaluation (fresh process per T)",
     "train": "QCFS ANN training throughput on synthetic data, library default precision",
+    "sweep": "K sequential simulate calls ÷ one sweep call (> 1: the sweep is faster); vmap = the "
+    "library's sweep, map_c = lax.map in groups of c (proposal)",
 }
 
 
@@ -179,6 +181,20 @@ def markdown(records: list[dict]) -> str:
                 r.get("xla_temp_mib"),
                 r.get("ratio"),
                 r.get("source"),
+            ],
+        ),
+        (
+            "sweep",
+            ["network", "batch", "T", "sweep", "loop ÷ sweep", "spread", "reps", "exact"],
+            lambda r: [
+                r["network"],
+                r["batch"],
+                r["T"],
+                r["variant"],
+                r["ratio"],
+                _spread(r),
+                r.get("reps"),
+                r.get("exact_equal"),
             ],
         ),
         (

@@ -838,6 +838,23 @@ def section_torch_compile(cfg, budget: Budget, platform: str) -> None:
         _guard("P2", dict(fields, variant="torch_compile"), one)
 
 
+def section_sweep(cfg, budget: Budget, platform: str) -> None:
+    """The vmapped sweeps (and the ``lax.map`` proposal) against K ``simulate`` calls."""
+    from bench import sweep
+
+    for name, batch in cfg["networks"].items():
+        if budget.left() < 10:
+            _skip("sweep", "time budget", network=name, batch=batch, T=cfg["T"])
+            continue
+
+        def one(name=name, batch=batch):
+            for rec in sweep.run({name: batch}, ks=cfg["ks"], T=cfg["T"], reps=cfg["reps"]):
+                rec.update(load_avg=os.getloadavg()[0], device_kind=_device_kind())
+                records.add(rec)
+
+        _guard("sweep", {"network": name, "batch": batch, "T": cfg["T"]}, one)
+
+
 SECTIONS = {
     "env": section_env,
     "smoke": section_smoke,
@@ -846,6 +863,7 @@ SECTIONS = {
     "layouts": section_layouts,
     "memory": section_memory,
     "train": section_train,
+    "sweep": section_sweep,
     "torch_compile": section_torch_compile,
 }
 
