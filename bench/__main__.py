@@ -1,4 +1,6 @@
-"""Command line: ``python -m bench [--quick | --target] [--only P1,P2,P3,memory] [--out F.json]``.
+"""Command line: ``python -m bench [--quick | --target] [--only P1,P2,P3,sweep,memory]``.
+
+``--out F.json`` (default ``bench/results.json``) chooses where the records go.
 
 ``--out bench/results.json`` (default) also writes ``bench/results.md`` and ``bench/p1.png``;
 another name ``X.json`` writes ``X.md`` and ``X.png``.
@@ -9,17 +11,10 @@ import json
 import os
 import time
 
-from bench import memory, p1, p2, p3, report
+from bench import memory, p1, p2, p3, report, sweep
 
 # P1 variants timed on VGG-16 (each call is slow; the unroll-only ones add nothing there).
-VGG_VARIANTS = (
-    "plain",
-    "unroll2_region_copy",
-    "unroll4_region_copy",
-    "time_folded_c4",
-    "time_folded",
-    "bf16",
-)
+VGG_VARIANTS = ("plain", "unroll2_region_copy", "unroll4_region_copy", "bf16")
 QUICK = {
     "p1": [
         {
@@ -27,7 +22,7 @@ QUICK = {
             "steps": (4, 8),
             "reps": 3,
             "variants_at": (8,),
-            "variants": ("plain", "unroll2_region_copy", "time_folded", "bf16"),
+            "variants": ("plain", "unroll2_region_copy", "bf16"),
         },
         {
             "networks": {"ResNet20": 32},
@@ -41,7 +36,6 @@ QUICK = {
                 "region_copy",
                 "unroll2_region_copy",
                 "unroll4_region_copy",
-                "time_folded",
                 "bf16",
             ),
         },
@@ -62,7 +56,17 @@ QUICK = {
             "variants": ("plain", "unroll2"),
         },
     ],
-    "p2": {"networks": {"SmallCNN": 16, "ResNet20": 16}, "steps": (4,), "reps": 2},
+    "p2": [
+        {
+            "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
+            "steps": (4,),
+            "reps": 9,
+        }
+    ],
+    "sweep": [
+        {"networks": {"SmallCNN": 32, "ResNet20": 16}, "ks": (4, 16), "T": 8, "reps": 3},
+        {"networks": {"VGG16": 4}, "ks": (4,), "T": 8, "reps": 3},
+    ],
     "p3": {"networks": {"SmallCNN": 64}, "reps": 3, "flag_sets": ("default", "no_thunk_runtime")},
     "memory": {"name": "VGG16", "batch": 4, "steps": (8, 64)},
 }
@@ -114,7 +118,18 @@ FULL = {
         for flag_set in p3.FLAG_SETS
         if flag_set != "default"
     ],
-    "p2": {"networks": {"SmallCNN": 64, "ResNet20": 64, "VGG16": 16}, "steps": (4, 16), "reps": 3},
+    "p2": [
+        {
+            "networks": {"SmallCNN": (16, 64), "ResNet20": (16, 64), "VGG16": (16,)},
+            "steps": (4,),
+            "reps": 15,
+            "threads": (None, 1),
+        },
+        {"networks": {"ResNet20": (16,)}, "steps": (16,), "reps": 15, "threads": (None, 1)},
+    ],
+    "sweep": [
+        {"networks": {"SmallCNN": 32, "ResNet20": 16, "VGG16": 4}, "ks": (4, 16), "T": 8},
+    ],
     "p3": {
         "networks": {"SmallCNN": 64, "ResNet20": 64},
         "reps": 5,
@@ -133,7 +148,7 @@ def main() -> None:
         action="store_true",
         help="P1 only: ResNet-20 and VGG-16 at T = 8, 16, 32, plain vs production variant",
     )
-    parser.add_argument("--only", default="P1,P2,P3,memory", help="comma-separated subset")
+    parser.add_argument("--only", default="P1,P2,P3,sweep,memory", help="comma-separated subset")
     parser.add_argument(
         "--out", default=None, help="default bench/results.json (--target: bench/p1_target.json)"
     )
@@ -150,7 +165,11 @@ def main() -> None:
         for kwargs in cfg["p1_flags"]:
             records += p1.run_with_flags(**kwargs)
     if "P2" in only:
-        records += p2.run(**cfg["p2"])
+        for kwargs in cfg["p2"]:
+            records += p2.run(**kwargs)
+    if "sweep" in only:
+        for kwargs in cfg["sweep"]:
+            records += sweep.run(**kwargs)
     if "P3" in only:
         records += p3.run(**cfg["p3"])
     if "memory" in only:
@@ -164,8 +183,11 @@ def main() -> None:
     default = os.path.basename(stem) == "results"
     with open(args.out, "w") as f:
         json.dump(records, f, indent=1)
+    text = report.markdown(records)
+    if default:  # removed variants keep their measured rows (bench/results_archive.json)
+        text += report.archive_markdown(os.path.join(out_dir, "results_archive.json"))
     with open(stem + ".md", "w") as f:
-        f.write(report.markdown(records))
+        f.write(text)
     if any(r["benchmark"] == "P1" for r in records):
         png = os.path.join(out_dir, "p1.png") if default else stem + ".png"
         report.plot_p1(records, png, ("plain", p1.RECOMMENDED))

@@ -2,7 +2,6 @@
 
 import datetime
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -11,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsnn import convert as convert_lib
+from jaxsnn import provenance
 from jaxsnn.models import get_model, init_variables
 
 # (image shape HWC, number of classes) per benchmarked architecture.
@@ -26,20 +26,12 @@ INPUTS = {
 
 def machine_info() -> dict:
     """Describes the host: CPU count, CPU model, JAX version and backend."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    m = provenance.machine()
     return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
+        "nproc": m["cpu_count"],
+        "cpu_model": m["cpu"],
+        "jax_version": m["jax_version"],
+        "backend": m["backend"],
     }
 
 
@@ -146,3 +138,29 @@ def _perturb_stats(stats, key):
     # tree order within a BN is mean, var: keep the variance positive.
     out = [jnp.abs(x) + 0.5 if i % 2 else x for i, x in enumerate(out)]
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def compile_simulation(b: dict, T: int, *, unroll: int = 2, options: dict | None = None):
+    """``jaxsnn.simulate.simulate`` for build ``b`` compiled ahead of time.
+
+    The defaults are the library's evaluation settings (``unroll=2`` and
+    ``jaxsnn.simulate.core.backend_compiler_options()``, i.e. region-based copy insertion on CPU);
+    ``options={}`` compiles without any XLA option.
+
+    Returns:
+      ``(run, compiled)``: ``run()`` simulates ``b['images']`` for T steps.
+    """
+    from jaxsnn.simulate import simulate
+    from jaxsnn.simulate.core import backend_compiler_options
+
+    s, p, m, x = b["snn"], b["snn_params"], b["membrane"], b["images"]
+    opts = backend_compiler_options() if options is None else options
+    compiled = simulate.lower(s, p, m, x, num_steps=T, unroll=unroll).compile(
+        compiler_options=dict(opts) or None
+    )
+    return (lambda: compiled(p, m, x)), compiled
+
+
+def load_avg() -> float:
+    """The 1-minute load average (other jobs on a shared machine distort timings)."""
+    return os.getloadavg()[0]

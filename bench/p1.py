@@ -1,21 +1,20 @@
-"""P1: SNN simulation cost relative to T ANN forward passes, and the variants tried.
+"""P1: SNN simulation cost relative to T ANN forward passes, and the compile settings tried.
 
 Every variant except ``bf16`` must return exactly what ``jaxsnn.simulate.simulate`` returns; each
 record says whether it did (``exact_equal``, checked at the benchmarked size against ``plain``).
-Variants (see ``bench/fastsim.py``):
+Each variant is ``simulate`` compiled ahead of time (``bench.common.compile_simulation``):
 
-* ``plain``: the production ``simulate`` (one jitted ``lax.scan`` over T of the whole network);
-  ``unrollN``: its scan unrolled N times.
+* ``plain``: ``unroll=1`` and no XLA option; ``unrollN``: the scan unrolled N times.
 * ``region_copy``: ``plain`` compiled with XLA's region-based copy insertion, which drops the
   per-step copy of every membrane buffer the default scan body makes; ``unrollN_region_copy``
-  combines it with unrolling.
-* ``readout_outside``: the scan carries only the membrane; the running sum is a second scan.
-* ``first_layer_cached``: the first conv computed once (direct encoding).
-* ``donated``: the initial membrane donated (the cost of copying it is subtracted).
-* ``time_folded`` (layer-major, spec §4.3): each conv/dense runs once on ``[T·B, ...]`` and each
-  spiking layer scans its IF dynamics over T; ``time_folded_cN`` does N steps per pass.
-* ``bf16``: ``plain`` on bfloat16 params, membrane and images: not exact, the record gives the
-  deviation of the cumulative logits from float32 (``max_abs_diff``, ``argmax_agreement``).
+  combines it with unrolling. ``unroll2_region_copy`` is what the library evaluates with.
+* ``bf16``: the library settings on bfloat16 params, membrane and images: not exact, the record
+  gives the deviation of the cumulative logits from float32 (``max_abs_diff``,
+  ``argmax_agreement``).
+
+Variants measured once and removed from the code (first layer computed once, buffer donation,
+readout outside the scan, time-folded layouts) keep their measured rows in
+``bench/results_archive.json``, shown at the end of ``bench/results.md``.
 """
 
 import statistics
@@ -23,27 +22,29 @@ import statistics
 import jax
 import jax.numpy as jnp
 
-from bench import common, fastsim
-from jaxsnn.simulate import simulate
+from bench import common
 
-_REGION = fastsim.REGION_COPY
-# name -> (jitted simulation, its static keyword arguments, XLA compiler options).
+_REGION = {"xla_cpu_copy_insertion_use_region_analysis": True}
+# name -> (unroll, XLA compiler options).
 COMPILED = {
-    "unroll2": (simulate, {"unroll": 2}, None),
-    "unroll4": (simulate, {"unroll": 4}, None),
-    "region_copy": (simulate, {}, _REGION),
-    "unroll2_region_copy": (simulate, {"unroll": 2}, _REGION),
-    "unroll4_region_copy": (simulate, {"unroll": 4}, _REGION),
-    "readout_outside": (fastsim.simulate_readout_outside, {}, None),
-    "first_layer_cached": (fastsim.simulate_cached_first_layer, {}, None),
-    "time_folded": (fastsim.simulate_time_folded, {}, None),
-    "time_folded_c2": (fastsim.simulate_time_folded, {"chunk": 2}, None),
-    "time_folded_c4": (fastsim.simulate_time_folded, {"chunk": 4}, None),
+    "plain": (1, {}),
+    "unroll2": (2, {}),
+    "unroll4": (4, {}),
+    "region_copy": (1, _REGION),
+    "unroll2_region_copy": (2, _REGION),
+    "unroll4_region_copy": (4, _REGION),
 }
-EXACT_VARIANTS = ("plain", *COMPILED, "donated")
+EXACT_VARIANTS = tuple(COMPILED)
 ALL_VARIANTS = (*EXACT_VARIANTS, "bf16")
-# The variant recommended as the production default (see the README's P1 section).
+# The variant the library evaluates with (see the README's P1 section).
 RECOMMENDED = "unroll2_region_copy"
+
+
+def cast_floats(tree, dtype):
+    """``tree`` with every floating-point leaf cast to ``dtype``."""
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
 
 
 def _ann_fn(b):
@@ -51,50 +52,25 @@ def _ann_fn(b):
     return lambda: apply(b["folded"], b["images"])
 
 
-def _applicable(variant: str, T: int) -> bool:
-    chunk = COMPILED.get(variant, (None, {}, None))[1].get("chunk")
-    return chunk is None or (T % chunk == 0 and chunk < T)
-
-
 def _snn_fns(b, T: int, variants=("plain",), temp_mib: dict | None = None) -> dict:
-    """Zero-argument functions running each named variant (those that apply at this T).
+    """Zero-argument functions running each named variant.
 
     When ``temp_mib`` is a dict it receives each compiled variant's XLA temporary buffer size.
     """
-    s, p, m, x = b["snn"], b["snn_params"], b["membrane"], b["images"]
     fns = {}
     for name in variants:
-        if not _applicable(name, T):
-            continue
-        if name == "plain":
-            fns[name] = lambda: simulate(s, p, m, x, num_steps=T)
-            if temp_mib is not None:  # a second, ahead-of-time compile only for its size
-                c = fastsim.compile_simulation(simulate, s, p, m, x, num_steps=T)
-                temp_mib[name] = c.memory_analysis().temp_size_in_bytes / 2**20
-        elif name in COMPILED:
-            fn, static, options = COMPILED[name]
-            c = fastsim.compile_simulation(fn, s, p, m, x, options=options, num_steps=T, **static)
-            fns[name] = lambda c=c: c(p, m, x)
-            if temp_mib is not None:
-                temp_mib[name] = c.memory_analysis().temp_size_in_bytes / 2**20
-        elif name == "donated":
-
-            def donated():
-                fresh = jax.tree_util.tree_map(lambda a: a.copy(), m)  # donation consumes it
-                return fastsim.simulate_donated(s, p, fresh, x, num_steps=T)
-
-            fns[name] = donated
-            # subtracted from 'donated' (cost of making a fresh input)
-            fns["_membrane_copy"] = lambda: jax.tree_util.tree_map(lambda a: a.copy(), m)
+        if name in COMPILED:
+            unroll, options = COMPILED[name]
+            fns[name], c = common.compile_simulation(b, T, unroll=unroll, options=options)
         elif name == "bf16":
-            pb, mb, xb = (fastsim.cast_floats(t, jnp.bfloat16) for t in (p, m, x))
-
-            def bf16(pb=pb, mb=mb, xb=xb):
-                return simulate(s, pb, mb, xb, num_steps=T)
-
-            fns[name] = bf16
+            bb = dict(b)
+            for k in ("snn_params", "membrane", "images"):
+                bb[k] = cast_floats(b[k], jnp.bfloat16)
+            fns[name], c = common.compile_simulation(bb, T)
         else:
             raise ValueError(f"unknown P1 variant {name!r}; choose from {ALL_VARIANTS}")
+        if temp_mib is not None:
+            temp_mib[name] = c.memory_analysis().temp_size_in_bytes / 2**20
     return fns
 
 
@@ -142,10 +118,6 @@ def run(
             fns = {"ann": ann, **_snn_fns(b, T, wanted, temp_mib)}
             results = {k: common.block(fn()) for k, fn in fns.items()}  # warm-up (compile)
             wall, cpu = common.time_interleaved_samples(fns, reps, warmup=False)
-            copy_w, copy_c = wall.pop("_membrane_copy", None), cpu.pop("_membrane_copy", None)
-            if copy_w is not None:  # 'donated' without the cost of copying its input
-                wall["donated"] = [a - c for a, c in zip(wall["donated"], copy_w, strict=True)]
-                cpu["donated"] = [a - c for a, c in zip(cpu["donated"], copy_c, strict=True)]
             t_ann = statistics.median(wall["ann"])
             t_plain = statistics.median(wall["plain"])
             for variant in wall:
@@ -176,6 +148,7 @@ def run(
                         cpu_ratio=common.ratio_summary(cpu[variant], cpu["ann"], T)["median"],
                         exact_equal=_same(results[variant], results["plain"]),
                         xla_temp_mib=temp_mib.get(variant),
+                        load_avg=common.load_avg(),
                         snn_median_s=t_snn,
                         ann_median_s=t_ann,
                         reps=reps,
@@ -199,16 +172,8 @@ def check_equal(
     b = common.build(name, batch)
     wanted = ("plain", *(v for v in variants if v != "plain"))
     fns = _snn_fns(b, T, wanted)
-    missing = [v for v in wanted if v not in fns]
-    if missing:
-        raise ValueError(f"variants {missing} do not apply at T={T}")
     plain = fns["plain"]()
     return {v: _same(fns[v](), plain) for v in wanted if v != "plain"}
-
-
-def check_cached_equal(name: str = "_CNNTiny", batch: int = 4, T: int = 6) -> bool:
-    """True when the cached-first-layer simulation equals the plain one exactly."""
-    return check_equal(("first_layer_cached",), name, batch, T)["first_layer_cached"]
 
 
 def record_equality(variants=EXACT_VARIANTS, T: int = 8) -> list[dict]:

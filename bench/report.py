@@ -1,5 +1,6 @@
 """Writes bench/results.md (a Markdown table) and bench/p1.png from the result records."""
 
+import json
 import os
 
 COLUMNS = (
@@ -16,6 +17,7 @@ COLUMNS = (
     "a_s",
     "b_s",
     "reps",
+    "load",
 )
 MEANING = {
     "P1": "SNN time ÷ (T × ANN time) from the medians; spread = min–max of the per-round "
@@ -23,7 +25,12 @@ MEANING = {
     "exact = output equals plain `simulate` bit for bit (bf16: max |Δ| of the cumulative "
     "logits / final-T argmax agreement); temp_MiB = XLA temporary buffers of the compiled "
     "simulation; a = SNN median s, b = ANN median s",
-    "P2": "speedup jaxsnn/eager torch; a = jax median s, b = torch median s",
+    "P2": "speedup jaxsnn/eager torch (same weights, T, batch, threads); spread = min–max of the "
+    "per-round ratios; cpu = the same in process CPU time; exact = max |Δ| of the final logits "
+    "/ argmax agreement; a = jax median s, b = torch median s",
+    "sweep": "K sequential simulate calls ÷ one vmapped sweep (> 1: the sweep is faster); "
+    "exact = sweep equals the loop bit for bit (else max |Δ| / argmax agreement); a = sweep "
+    "median s, b = loop median s",
     "P3": "train images/s jax ÷ torch; a = jax step median s, b = torch step median s",
     "memory": "peak RSS at the larger T ÷ at the smaller T; a, b = peak RSS MiB",
 }
@@ -32,6 +39,8 @@ MEANING = {
 def _times(r: dict) -> tuple:
     if r["benchmark"] == "P1":
         return r.get("snn_median_s"), r.get("ann_median_s")
+    if r["benchmark"] == "sweep":
+        return r.get("sweep_median_s"), r.get("loop_median_s")
     if r["benchmark"] == "memory":
         peaks = list((r.get("peak_rss_mib") or {}).values())
         return (peaks[-1], peaks[0]) if peaks else (None, None)
@@ -45,8 +54,11 @@ def _spread(r: dict) -> str | None:
 
 
 def _exact(r: dict) -> str | None:
+    if r.get("exact_equal") is True:
+        return "yes"
     if "max_abs_diff" in r:
-        return f"no ({r['max_abs_diff']:.3g} / {r['argmax_agreement']:.3f})"
+        dev = f"{r['max_abs_diff']:.3g} / {r['argmax_agreement']:.3f}"
+        return f"no ({dev})" if "exact_equal" in r else dev
     if "exact_equal" not in r:
         return None
     return "yes" if r["exact_equal"] else "NO"
@@ -58,6 +70,29 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def archive_markdown(path: str) -> str:
+    """The rows of removed variants (``path``, a JSON list of records), as a Markdown section."""
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        rows = json.load(f)
+    body = markdown(rows).split("\n")
+    table = [line for line in body if line.startswith("|")]
+    return "\n".join(
+        [
+            "",
+            "## Variants tried and removed from the code",
+            "",
+            "Measured rows kept from the runs that measured them (each row's own date: see "
+            "`bench/results_archive.json`, field `archived_from`), next to the plain run of the "
+            "same round where there was one.",
+            "",
+            *table,
+            "",
+        ]
+    )
 
 
 def markdown(records: list[dict]) -> str:
@@ -88,6 +123,7 @@ def markdown(records: list[dict]) -> str:
             a,
             b,
             r.get("reps"),
+            r.get("load_before", r.get("load_avg")),
         ]
         if r.get("skipped"):
             row[4] = f"skipped: {r['skipped'][:60]}"

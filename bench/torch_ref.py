@@ -11,20 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SPECS = {
-    "SmallCNN": {"kind": "cnn", "widths": (32, 64), "hidden": 256, "in": 1},
-    "_CNNTiny": {"kind": "cnn", "widths": (4,), "hidden": 8, "in": 1},
-    "ResNet20": {"kind": "resnet", "stages": (3, 3, 3), "widths": (16, 32, 64), "in": 3},
-    "_ResNetTiny": {"kind": "resnet", "stages": (1, 1), "widths": (4, 8), "in": 3},
-    "VGG16": {
-        "kind": "vgg",
-        "stages": (2, 2, 3, 3, 3),
-        "widths": (64, 128, 256, 512, 512),
-        "hidden": 4096,
-        "in": 3,
-    },
-    "_VGGTiny": {"kind": "vgg", "stages": (1, 1), "widths": (4, 8), "hidden": 16, "in": 3},
-}
+from bench.specs import SPECS
 
 
 class IFNeuron(nn.Module):

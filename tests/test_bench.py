@@ -3,17 +3,11 @@
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ lives at the repo root
 
-from bench import common, fastsim, p1, report  # noqa: E402
-from jaxsnn import convert as convert_lib  # noqa: E402
-from jaxsnn.models import get_model  # noqa: E402
-from jaxsnn.neurons import IF  # noqa: E402
-from jaxsnn.simulate import simulate  # noqa: E402
+from bench import p1, report, sweep  # noqa: E402
 
 REQUIRED = {
     "benchmark",
@@ -28,23 +22,14 @@ REQUIRED = {
     "cpu_model",
     "jax_version",
 }
-# The exact variants added next to plain (every one must equal the plain simulation bit for bit).
-NEW_EXACT = (
-    "region_copy",
-    "unroll2_region_copy",
-    "unroll4_region_copy",
-    "readout_outside",
-    "time_folded",
-    "time_folded_c2",
-    "time_folded_c4",
-)
+# The exact variants next to plain (every one must equal the plain simulation bit for bit).
+EXACT = tuple(v for v in p1.EXACT_VARIANTS if v != "plain")
 
 
 def test_p1_records_and_report(tmp_path):
-    variants = ("plain", "unroll2", "donated", "time_folded", "time_folded_c2", "bf16")
+    variants = ("plain", "unroll2", "unroll2_region_copy", "bf16")
     records = p1.run({"_CNNTiny": 2}, steps=(2,), reps=2, variants=variants)
-    # time_folded_c2 at T=2 is time_folded itself: skipped.
-    assert {r["variant"] for r in records} == set(variants) - {"time_folded_c2"}
+    assert {r["variant"] for r in records} == set(variants)
     for r in records:
         assert REQUIRED <= set(r), REQUIRED - set(r)
         assert r["benchmark"] == "P1" and r["T"] == 2 and r["batch"] == 2
@@ -60,58 +45,93 @@ def test_p1_records_and_report(tmp_path):
     assert (tmp_path / "p1.png").stat().st_size > 0
 
 
-def test_cached_first_layer_equals_plain_exactly():
-    assert p1.check_cached_equal("_CNNTiny", batch=3, T=5)
-    assert p1.check_cached_equal("_ResNetTiny", batch=2, T=4)
-
-
 @pytest.mark.parametrize("name", ["_CNNTiny", "_ResNetTiny"])
-def test_new_variants_equal_plain_exactly(name):
-    equal = p1.check_equal(NEW_EXACT, name, batch=3, T=8)
-    assert equal == dict.fromkeys(NEW_EXACT, True)
+def test_compile_variants_equal_plain_exactly(name):
+    equal = p1.check_equal(EXACT, name, batch=3, T=8)
+    assert equal == dict.fromkeys(EXACT, True)
 
 
-def test_time_folded_keeps_every_membrane_variable():
-    """Burst neurons, per-channel θ, SRP mask, spike counts: the layer's own code runs them all."""
-    ann = get_model("_CNNTiny", num_classes=10)
-    snn = convert_lib.make_snn_model(
-        ann, IF(2, 0.1), per_channel=True, masked=True, track_counts=True
+def test_archived_variants_are_reported(tmp_path):
+    """Removed variants keep their measured rows in results.md (bench/results_archive.json)."""
+    text = report.archive_markdown(
+        str(Path(__file__).resolve().parents[1] / "bench" / "results_archive.json")
     )
-    k_init, k_x, k_mask = jax.random.split(jax.random.key(0), 3)
-    images = jax.random.uniform(k_x, (3, 8, 8, 1), jnp.float32)
-    params = jax.jit(snn.init)(k_init, images)["params"]
-    params = convert_lib.scale_thresholds(params, 0.25)
-    membrane = convert_lib.init_membrane(snn, images.shape)
-    membrane = jax.tree_util.tree_map_with_path(
-        lambda path, a: (
-            jax.random.bernoulli(k_mask, 0.7, a.shape).astype(a.dtype)
-            if "mask" in jax.tree_util.keystr(path)
-            else a
-        ),
-        membrane,
-    )
-    plain = simulate(snn, params, membrane, images, num_steps=6)
-    assert float(jnp.sum(plain.membrane["conv1_act"]["count"])) > 0  # the net does spike
-    for out in (
-        fastsim.simulate_time_folded(snn, params, membrane, images, num_steps=6),
-        fastsim.simulate_time_folded(snn, params, membrane, images, num_steps=6, chunk=3),
-        fastsim.simulate_readout_outside(snn, params, membrane, images, num_steps=6),
-    ):
-        assert p1._same(out, plain)
+    assert "## Variants tried and removed from the code" in text
+    for variant in ("time_folded", "first_layer_cached", "donated", "readout_outside"):
+        assert f"| {variant}" in text
+    assert report.archive_markdown(str(tmp_path / "missing.json")) == ""
 
 
-def test_time_folded_chunk_must_divide_steps():
-    b = common.build("_CNNTiny", 2)
-    with pytest.raises(ValueError, match="chunk"):
-        fastsim.simulate_time_folded(
-            b["snn"], b["snn_params"], b["membrane"], b["images"], num_steps=5, chunk=2
-        )
+def test_sweep_records_match_the_loop():
+    records = sweep.run({"_CNNTiny": 2}, ks=(3,), T=3, reps=1)
+    assert [r["variant"] for r in records] == [
+        "threshold_scales K=3",
+        "threshold_scales K=3 map_1",
+        "initial_potentials K=3",
+        "initial_potentials K=3 map_1",
+    ]
+    for r in records:
+        assert REQUIRED <= set(r)
+        assert r["ratio"] > 0 and r["max_abs_diff"] < 1e-5 and r["argmax_agreement"] == 1.0
+    assert all(r["exact_equal"] for r in records if "map_1" in r["variant"])  # the loop's shapes
+    assert report.markdown(records).count("\n| sweep |") == 4
 
 
 def test_torch_twin_matches_jax_simulation():
     pytest.importorskip("torch")
     from bench import p2
 
-    (r,) = p2.run({"_CNNTiny": 2}, steps=(3,), reps=1)
+    (r,) = p2.run({"_CNNTiny": 2}, steps=(3,), reps=2)
     assert REQUIRED <= set(r)
     assert r["max_abs_diff"] < 1e-4 and r["argmax_agreement"] == 1.0
+    assert r["ratio_min"] <= r["ratio_round_median"] <= r["ratio_max"]
+    assert r["threads"] >= 1 and r["load_before"] >= 0
+
+
+@pytest.mark.parametrize(
+    "shape, stride", [((2, 2, 2, 5), 1), ((2, 1, 1, 5), 1), ((2, 2, 2, 5), 2), ((2, 6, 6, 5), 1)]
+)
+def test_convfix_matches_lax_conv(shape, stride):
+    """The proposed conv equals lax's to float32 rounding; where it does not apply it is lax's."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bench import convfix
+
+    kx, kw = jax.random.split(jax.random.key(0))
+    x = jax.random.uniform(kx, shape, jnp.float32)
+    w = jax.random.normal(kw, (3, 3, shape[-1], 7), jnp.float32)
+    args = (x, w, (stride, stride), ((1, 1), (1, 1)))
+    dn = {"dimension_numbers": ("NHWC", "HWIO", "NHWC")}
+    want = jax.lax.conv_general_dilated(*args, **dn)
+    got = convfix.conv_general_dilated(*args, **dn)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    if shape[1] >= 3:  # input not smaller than the kernel: lax's convolution itself
+        assert bool(jnp.all(got == want))
+
+
+def test_convfix_patch_reroutes_flax_conv_only_inside():
+    """Under the patch a Flax 3×3 conv on a 2×2 input traces to one dot, with the same output."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import linen as nn
+    from flax.linen import linear
+
+    from bench import convfix
+
+    conv = nn.Conv(6, (3, 3), padding=((1, 1), (1, 1)))
+    x = jax.random.uniform(jax.random.key(1), (2, 2, 2, 4), jnp.float32)
+    params = conv.init(jax.random.key(0), x)
+    before = linear.lax
+    want = conv.apply(params, x)
+    with convfix.patched_flax_conv():
+        assert linear.lax.conv_general_dilated is convfix.conv_general_dilated
+        text = str(jax.make_jaxpr(conv.apply)(params, x))
+        got = conv.apply(params, x)
+    assert linear.lax is before
+    assert "dot_general" in text and "conv_general_dilated" not in text
+    assert "conv_general_dilated" in str(jax.make_jaxpr(conv.apply)(params, x))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)

@@ -1,0 +1,1 @@
+"""The prepared GPU check (see bench/device/README.md)."""
