@@ -1,18 +1,17 @@
-"""The vmapped sweeps users run, against the loop they replace.
+"""The sweeps users run, against the loop they replace.
 
 For K threshold scales (``jaxsnn.simulate.sweep_threshold_scales``) and K initial potentials
-(``sweep_initial_potentials``), one vmapped call is timed against K sequential
+(``sweep_initial_potentials``), one call is timed against K sequential
 ``jaxsnn.simulate.simulate`` calls on the same inputs (the K parameter trees / membranes are made
 before timing, so the loop pays only for its simulations). Both sides use the library's public
 defaults, as a user calls them. ``ratio`` = loop time ÷ sweep time: above 1 the sweep is faster.
-The records also say how far the sweep's logits are from the loop's (vmapping turns the convs'
-batch B into K·B, which may round differently).
+The records also say how far the sweep's logits are from the loop's.
 
-Next to the library's vmapped sweep, the records time a prototype of a proposed change:
-``jax.lax.map`` over the K values with ``batch_size=c`` (``c`` at a time vmapped, the groups in a
-loop inside the same compiled call; ``c = 1`` runs exactly the loop's shapes). On a CPU a K·B
-batch is slower per image than K batches of B once it no longer fits the caches, which is what
-makes a full vmap lose to the loop at large K.
+The library's sweep is ``jax.lax.map`` over the K values, one at a time on CPU. Next to it the
+records time the alternatives it was chosen over: ``map_c`` runs ``c`` values at a time vmapped
+(the groups in a loop inside the same compiled call) and ``vmap`` all K at once (what the library
+did before). On a CPU a K·B batch is slower per image than K batches of B once it no longer fits
+the caches, which is what makes a full vmap lose to the loop at large K.
 """
 
 import functools
@@ -29,7 +28,7 @@ from jaxsnn.simulate import simulate, sweep_initial_potentials, sweep_threshold_
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "batch_size"))
 def mapped_threshold_scales(model, params, membrane, images, scales, *, num_steps, batch_size):
-    """Like ``sweep_threshold_scales`` but ``lax.map`` in groups of ``batch_size`` (proposal)."""
+    """Like ``sweep_threshold_scales`` but ``lax.map`` in groups of ``batch_size``."""
 
     def one(scale):
         p = convert_lib.scale_thresholds(params, scale)
@@ -40,7 +39,7 @@ def mapped_threshold_scales(model, params, membrane, images, scales, *, num_step
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "batch_size"))
 def mapped_initial_potentials(model, params, images, fractions, *, num_steps, batch_size):
-    """Like ``sweep_initial_potentials`` but ``lax.map`` in groups of ``batch_size`` (proposal)."""
+    """Like ``sweep_initial_potentials`` but ``lax.map`` in groups of ``batch_size``."""
 
     def one(alpha):
         membrane = convert_lib.init_membrane(model, images.shape, alpha, images.dtype)
@@ -49,9 +48,9 @@ def mapped_initial_potentials(model, params, images, fractions, *, num_steps, ba
     return jax.lax.map(one, fractions, batch_size=batch_size)
 
 
-def _fns(b, kind: str, K: int, T: int, map_sizes=(1, 4)):
+def _fns(b, kind: str, K: int, T: int, map_sizes=(4,)):
     """Zero-argument functions returning ``[K, T, B, classes]``: ``sweep`` (the library's),
-    ``loop`` and ``map_c`` (the proposal, for each ``c`` in ``map_sizes`` below K)."""
+    ``loop``, ``map_c`` for each ``c`` in ``map_sizes`` below K, and ``vmap`` (all K at once)."""
     s, p, m, x = b["snn"], b["snn_params"], b["membrane"], b["images"]
     if kind == "threshold_scales":
         values = jnp.linspace(0.5, 1.5, K, dtype=jnp.float32)
@@ -82,7 +81,8 @@ def _fns(b, kind: str, K: int, T: int, map_sizes=(1, 4)):
             return lambda: mapped_initial_potentials(s, p, x, values, num_steps=T, batch_size=c)
 
     fns = {"sweep": sweep, "loop": loop}
-    fns.update({f"map_{c}": mapped(c) for c in map_sizes if c < K})
+    fns.update({f"map_{c}": mapped(c) for c in map_sizes if 1 < c < K})
+    fns["vmap"] = mapped(K)
     return fns
 
 

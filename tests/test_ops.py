@@ -66,3 +66,33 @@ def test_qcfs_gradients_match_reference_formula():
 def test_qcfs_rejects_bad_levels(levels):
     with pytest.raises(ValueError, match="levels L must be a positive integer"):
         qcfs(jnp.ones(3), jnp.float32(1.0), levels)
+
+
+def test_small_input_convolution_is_the_convolution():
+    """``ops.conv_general_dilated``: kernels larger than their input run as one matrix product on
+    CPU (to float32 rounding; exact to 1e-12 in float64 on an integer-valued check); any other
+    convolution is XLA's own, bit for bit."""
+    from jax import lax
+
+    from jaxsnn.ops import conv_general_dilated
+
+    dn = ("NHWC", "HWIO", "NHWC")
+    key_x, key_k = jax.random.split(jax.random.key(0))
+    for shape, strides in [((3, 2, 2, 5), (1, 1)), ((2, 1, 1, 4), (1, 1)), ((2, 2, 3, 6), (2, 2))]:
+        x = jax.random.normal(key_x, shape)
+        k = jax.random.normal(key_k, (3, 3, shape[-1], 7))
+        ref = lax.conv_general_dilated(x, k, strides, ((1, 1), (1, 1)), dimension_numbers=dn)
+        got = conv_general_dilated(x, k, strides, ((1, 1), (1, 1)), dimension_numbers=dn)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+        ints = jnp.round(4 * x), jnp.round(4 * k)  # small integers: every sum is exact
+        np.testing.assert_array_equal(
+            conv_general_dilated(*ints, strides, ((1, 1), (1, 1)), dimension_numbers=dn),
+            lax.conv_general_dilated(*ints, strides, ((1, 1), (1, 1)), dimension_numbers=dn),
+        )
+    x = jax.random.normal(key_x, (2, 5, 5, 3))  # input larger than the kernel: XLA's conv
+    k = jax.random.normal(key_k, (3, 3, 3, 4))
+    np.testing.assert_array_equal(
+        conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn),
+        lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn),
+    )

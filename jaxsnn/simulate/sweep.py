@@ -1,4 +1,12 @@
-"""Vectorised sweeps: K threshold scalings (or initial potentials) in one compiled, vmapped call."""
+"""Sweeps: K threshold scalings (or initial potentials) in one compiled call.
+
+The K simulations run as ``lax.map`` over the swept values. On CPU they run one after the other
+inside the program (``batch_size=1``): a vmapped sweep simulates a K·B batch whose activations no
+longer fit the cache, and was 0.44–0.59× the speed of K separate calls there (``bench/sweep.py``),
+while one value at a time runs the loop's shapes at the loop's speed. Initial-potential sweeps
+equal the loop bit for bit; threshold sweeps to float32 rounding (inside the sweep XLA may divide
+by the scaled θ differently). On other backends all K run vmapped together (``batch_size=K``).
+"""
 
 from collections.abc import Mapping
 
@@ -9,28 +17,32 @@ from jaxsnn.convert import init_membrane, scale_thresholds
 from jaxsnn.simulate.core import fast_jit, simulate
 
 
+def _sweep(one, values) -> jax.Array:
+    batch = 1 if jax.default_backend() == "cpu" else len(values)
+    return jax.lax.map(one, values, batch_size=batch)
+
+
 @fast_jit(static_argnames=("model", "num_steps"))
 def sweep_threshold_scales(
     model: nn.Module, params: Mapping, membrane: Mapping, images, scales, *, num_steps: int
 ) -> jax.Array:
-    """Cumulative readouts ``[K, T, B, classes]`` for θ·scales[k], k < K, in one vmapped call."""
+    """Cumulative readouts ``[K, T, B, classes]`` for θ·scales[k], k < K, in one compiled call."""
 
     def one(scale):
-        return simulate(
-            model, scale_thresholds(params, scale), membrane, images, num_steps=num_steps
-        ).cumulative
+        scaled = scale_thresholds(params, scale)
+        return simulate(model, scaled, membrane, images, num_steps=num_steps).cumulative
 
-    return jax.vmap(one)(scales)
+    return _sweep(one, scales)
 
 
 @fast_jit(static_argnames=("model", "num_steps"))
 def sweep_initial_potentials(
     model: nn.Module, params: Mapping, images, fractions, *, num_steps: int
 ) -> jax.Array:
-    """Cumulative readouts ``[K, T, B, classes]`` for v(0) = fractions[k]·θ, in one vmapped call."""
+    """Cumulative readouts ``[K, T, B, classes]`` for v(0) = fractions[k]·θ, in one call."""
 
     def one(alpha):
         membrane = init_membrane(model, images.shape, alpha, images.dtype)
         return simulate(model, params, membrane, images, num_steps=num_steps).cumulative
 
-    return jax.vmap(one)(fractions)
+    return _sweep(one, fractions)
