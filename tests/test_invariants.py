@@ -10,8 +10,8 @@ Invariant → tests (``inv`` = this file, ``more`` = tests/test_invariants_more.
        test_neurons.py::test_if_with_half_potential_equals_qcfs_with_levels_t (kernel counts);
        inv::test_if_layer_rate_is_qcfs_at_every_step (layer + simulate, every t, forced ties,
        z ≤ 0 silent, z ≥ θ membrane θ/2 + t(z − θ));
-       test_neurons.py::test_zero_initial_potential_breaks_the_equivalence (v0 = 0 fails;
-       hard reset is not implemented, so its failure case has no test).
+       test_neurons.py::KernelStepTest::test_zero_initial_potential_breaks_the_equivalence
+       (v0 = 0 fails; hard reset is not implemented, so its failure case has no test).
 - I-2  QCFS shape: inv::test_qcfs_levels_zero_and_saturation_sets (grid, zero/saturation iff),
        inv::test_qcfs_old_and_new_operation_orders_agree, inv::test_qcfs_gradients_exact,
        inv::test_qcfs_input_gradient_is_a_mask_up_to_rounding; test_ops.py (boundaries, grid,

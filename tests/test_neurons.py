@@ -1,5 +1,6 @@
 """The IF kernel (cap 1: binary IF; cap M: burst): single steps, the QCFS↔IF equivalence (I-1)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,22 +14,43 @@ from jaxsnn.ops import qcfs
 from jaxsnn.simulate import simulate
 
 
-def test_if_step_charge_fire_soft_reset():
-    neuron = IF()
-    state = neuron.init_state((4,), jnp.float32)  # u = 1/2
-    x = jnp.array([0.0, 1.0, 2.0, -1.0], jnp.float32)
-    spikes, state = neuron.step(x, state, threshold=jnp.float32(2.0))
-    # u = 0.5 + x/2 = [0.5, 1.0, 1.5, 0.0]; ties fire; subtract one threshold.
-    np.testing.assert_array_equal(spikes, [0, 1, 1, 0])
-    np.testing.assert_array_equal(state.v, [0.5, 0.0, 0.5, 0.0])
+class KernelStepTest(chex.TestCase):
+    """Single kernel steps, each run jitted (traced threshold and cap) and eagerly."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_if_step_charge_fire_soft_reset(self):
+        neuron = IF()
+        state = neuron.init_state((4,), jnp.float32)  # u = 1/2
+        x = jnp.array([0.0, 1.0, 2.0, -1.0], jnp.float32)
+        spikes, state = self.variant(neuron.step)(x, state, threshold=jnp.float32(2.0))
+        # u = 0.5 + x/2 = [0.5, 1.0, 1.5, 0.0]; ties fire; subtract one threshold.
+        np.testing.assert_array_equal(spikes, [0, 1, 1, 0])
+        np.testing.assert_array_equal(state.v, [0.5, 0.0, 0.5, 0.0])
 
-def test_burst_step_caps_spikes_and_subtracts_what_it_fired():
-    neuron = IF(max_spikes=3)
-    state = NeuronState(jnp.zeros(3, jnp.float32))
-    spikes, state = neuron.step(jnp.array([2.5, 7.0, -1.0]), state, threshold=jnp.float32(1.0))
-    np.testing.assert_array_equal(spikes, [2, 3, 0])
-    np.testing.assert_array_equal(state.v, [0.5, 4.0, -1.0])
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_burst_step_caps_spikes_and_subtracts_what_it_fired(self):
+        neuron = IF(max_spikes=3)
+        state = NeuronState(jnp.zeros(3, jnp.float32))
+        step = self.variant(neuron.step)
+        spikes, state = step(jnp.array([2.5, 7.0, -1.0]), state, threshold=jnp.float32(1.0))
+        np.testing.assert_array_equal(spikes, [2, 3, 0])
+        np.testing.assert_array_equal(state.v, [0.5, 4.0, -1.0])
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_zero_initial_potential_breaks_the_equivalence(self):
+        """With u(0) = 0 the count is floor(t·x/θ): x = θ/2 fires nothing in one step (QCFS: θ)."""
+        neuron = IF()
+        state = neuron.init_state((), jnp.float32, 0.0)
+        s, _ = self.variant(neuron.step)(jnp.float32(0.5), state, threshold=1.0)
+        assert float(s) == 0.0 and float(qcfs(jnp.float32(0.5), jnp.float32(1.0), 1)) == 1.0
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_traced_cap_overrides_the_kernel_default(self):
+        """The layer passes its ``max_spikes`` parameter: cap 2 makes an ``IF()`` kernel burst."""
+        state = NeuronState(jnp.zeros(2, jnp.float32))
+        step = self.variant(IF().step)
+        spikes, _ = step(jnp.array([2.5, 0.5]), state, threshold=1.0, max_spikes=jnp.float32(2))
+        np.testing.assert_array_equal(spikes, [2, 0])
 
 
 def _if_counts(x, theta, num_steps):
@@ -61,20 +83,6 @@ def test_if_with_half_potential_equals_qcfs_with_levels_t(m, k, e, num_steps):
     for step in (1, num_steps):  # the averaged output is QCFS with L = t
         rate = counts[step - 1] * theta / step
         assert float(rate) == float(qcfs(x, theta, step))
-
-
-def test_zero_initial_potential_breaks_the_equivalence():
-    """With u(0) = 0 the count is floor(t·x/θ): x = θ/2 fires nothing in one step, QCFS says θ."""
-    neuron = IF()
-    s, _ = neuron.step(jnp.float32(0.5), neuron.init_state((), jnp.float32, 0.0), threshold=1.0)
-    assert float(s) == 0.0 and float(qcfs(jnp.float32(0.5), jnp.float32(1.0), 1)) == 1.0
-
-
-def test_traced_cap_overrides_the_kernel_default():
-    """The layer passes its ``max_spikes`` parameter: cap 2 given to an ``IF()`` kernel bursts."""
-    state = NeuronState(jnp.zeros(2, jnp.float32))
-    spikes, _ = IF().step(jnp.array([2.5, 0.5]), state, threshold=1.0, max_spikes=jnp.float32(2))
-    np.testing.assert_array_equal(spikes, [2, 0])
 
 
 class _Layer(nn.Module):

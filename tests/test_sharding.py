@@ -1,5 +1,6 @@
 """Data parallelism: the 2-device step matches the 1-device step."""
 
+import chex
 import jax
 import ml_collections
 import numpy as np
@@ -51,8 +52,7 @@ def test_two_devices_match_one_device(key):
     losses2, params2 = _run(two, model, tx, state, batches, key)
     assert losses1[0] != losses1[-1]
     np.testing.assert_allclose(losses2, losses1, rtol=1e-5, atol=1e-6)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 params2, params1)  # fmt: skip
+    chex.assert_trees_all_close(params2, params1, rtol=1e-4, atol=1e-6, strict=True)
 
 
 def test_no_distributed_init_without_request(monkeypatch):

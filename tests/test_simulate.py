@@ -2,6 +2,7 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,10 +19,11 @@ from jaxsnn.simulate import (
 )
 
 SHAPE = (4, 8, 8, 3)
+_SIMULATE_STATIC = ("model", "num_steps", "stats", "unroll")
 
 
-@pytest.fixture(scope="module")
-def tiny():
+@functools.cache
+def _tiny():
     """A QCFS ResNet (L = 4) with thresholds near its activations' scale, and its SNN."""
     key = jax.random.key(0)
     ann = models.get_model(
@@ -31,6 +33,11 @@ def tiny():
     x = jax.random.normal(jax.random.fold_in(key, 1), SHAPE)
     snn, params = convert.convert(ann, variables)
     return ann, variables, snn, params, x
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny()
 
 
 def _loop_reference(snn, params, membrane, x, num_steps):
@@ -58,6 +65,24 @@ def test_scan_equals_python_loop(tiny):
     assert all(out.stats[k]["spikes"].shape == (6, 4) for k in spiking)
     assert out.stats["stem/conv"]["input_density"].shape == (6, 4)
     assert bool(jnp.all(out.stats["head"]["input_density"] <= 1.0))
+
+
+class ScanBodyTest(chex.TestCase):
+    """``simulate``'s body, jitted (plain ``jax.jit``) and run eagerly."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_scan_body_equals_python_loop(self):
+        """Without jit the glue around the scan (image checks, readout, stats) runs on concrete
+        arrays; the scan itself always compiles its body."""
+        _, _, snn, params, x = _tiny()
+        membrane = convert.init_membrane(snn, x.shape)
+        run = self.variant(simulate.__wrapped__, static_argnames=_SIMULATE_STATIC)
+        out = run(snn, params, membrane, x, num_steps=6, stats=True)
+        ref = _loop_reference(snn, params, membrane, x, 6)
+        np.testing.assert_allclose(out.cumulative, ref, rtol=1e-5, atol=1e-5)
+        chex.assert_trees_all_equal(
+            out, simulate(snn, params, membrane, x, num_steps=6, stats=True)
+        )
 
 
 def test_no_retrace_across_batches(tiny):
@@ -163,13 +188,11 @@ def test_fast_defaults_do_not_change_results(arch):
     params = convert.scale_thresholds(params, 1.0 / 8.0)  # spiking activity at init weights
     membrane = convert.init_membrane(snn, x.shape)
     fast = simulate(snn, params, membrane, x, num_steps=7, stats=True)
-    plain_jit = jax.jit(
-        simulate.__wrapped__, static_argnames=("model", "num_steps", "stats", "unroll")
-    )
+    plain_jit = jax.jit(simulate.__wrapped__, static_argnames=_SIMULATE_STATIC)
     plain = plain_jit(snn, params, membrane, x, num_steps=7, stats=True, unroll=1)
     spikes = sum(float(jnp.sum(s["spikes"])) for s in plain.stats.values() if "spikes" in s)
     assert spikes > 0
-    jax.tree.map(np.testing.assert_array_equal, fast, plain)
+    chex.assert_trees_all_equal(fast, plain, strict=True)
 
 
 def test_bfloat16_simulation_runs_under_strict_promotion(tiny):

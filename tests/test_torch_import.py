@@ -2,13 +2,14 @@
 
 The mapping is checked three ways: a round trip (our random variables → a reference-layout
 state_dict built by an independent inverse written here → import → the same variables), a forward
-pass against a PyTorch functional re-implementation of the reference networks (float64, so it
-must agree to 1e-9), and error messages that name the offending PyTorch keys.
+pass against the PyTorch functional port of the reference networks (tests/reference_torch.py;
+float64, so it must agree to 1e-9), and error messages that name the offending PyTorch keys.
 """
 
 import re
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,11 +108,7 @@ def test_round_trip(architecture):
     sd = _to_state_dict(variables, vgg_head_as_classifier=architecture == "vgg16")
     model, imported = import_state_dict(sd, architecture, num_classes=3, levels=LEVELS)
     assert model.num_classes == 3
-    expected, got = tree_lib.flatten(variables), tree_lib.flatten(imported)
-    assert sorted(expected) == sorted(got)
-    for path in expected:
-        assert got[path].dtype == jnp.float32, path
-        np.testing.assert_array_equal(np.asarray(got[path]), expected[path], err_msg=path)
+    chex.assert_trees_all_equal(imported, variables, strict=True)  # float32 numpy originals
 
 
 @pytest.fixture(scope="module")
@@ -170,63 +167,16 @@ def test_flatten_permutation_chw_to_hwc():
     np.testing.assert_array_equal(_chw_to_hwc_rows(weight[:, :c], (1, 1)), weight[:, :c].T)
 
 
-# ---- forward equivalence against a PyTorch functional port of the reference networks ----
+# ---- forward equivalence against the PyTorch functional port (tests/reference_torch.py) ----
 
 
 def _torch_forward(sd: dict, architecture: str, x: np.ndarray) -> np.ndarray:
     """Reference forward (README "Semantics"), NCHW, float64, straight from the state_dict."""
-    torch = pytest.importorskip("torch")
-    f = torch.nn.functional
-    p = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in sd.items()}
+    pytest.importorskip("torch")
+    import reference_torch
 
-    def bn(y, key):
-        return f.batch_norm(
-            y,
-            p[f"{key}.running_mean"],
-            p[f"{key}.running_var"],
-            p[f"{key}.weight"],
-            p[f"{key}.bias"],
-            training=False,
-            eps=1e-5,
-        )
-
-    def act(y, key):
-        up = p[f"{key}.up"]
-        return torch.clamp(torch.floor(y / up * LEVELS + 0.5) / LEVELS, 0, 1) * up
-
-    y = torch.from_numpy(np.asarray(x, np.float64))
-    if architecture == "vgg16":
-        for b, n in enumerate((2, 2, 3, 3, 3), start=1):
-            for j in range(n):
-                k = f"layer{b}.{4 * j}"
-                y = f.conv2d(y, p[f"{k}.weight"], p[f"{k}.bias"], padding=1)
-                y = act(bn(y, f"layer{b}.{4 * j + 1}"), f"layer{b}.{4 * j + 2}")
-            y = f.avg_pool2d(y, 2, 2)
-        y = y.flatten(1)
-        y = act(f.linear(y, p["classifier.1.weight"], p["classifier.1.bias"]), "classifier.2")
-        y = act(f.linear(y, p["classifier.4.weight"], p["classifier.4.bias"]), "classifier.5")
-        return f.linear(y, p["classifier.7.weight"], p["classifier.7.bias"]).numpy()
-    y = act(bn(f.conv2d(y, p["conv1.0.weight"], padding=1), "conv1.1"), "conv1.2")
-    stage = 2
-    while f"conv{stage}_x.0.relu.up" in p:
-        j = 0
-        while f"conv{stage}_x.{j}.relu.up" in p:
-            k, s = f"conv{stage}_x.{j}", (2 if stage > 2 and j == 0 else 1)
-            r = bn(
-                f.conv2d(y, p[f"{k}.residual_function.0.weight"], stride=s, padding=1),
-                f"{k}.residual_function.1",
-            )
-            r = act(r, f"{k}.residual_function.2")
-            r = bn(
-                f.conv2d(r, p[f"{k}.residual_function.3.weight"], padding=1),
-                f"{k}.residual_function.4",
-            )
-            if f"{k}.shortcut.0.weight" in p:
-                y = bn(f.conv2d(y, p[f"{k}.shortcut.0.weight"], stride=s), f"{k}.shortcut.1")
-            y = act(r + y, f"{k}.relu")
-            j += 1
-        stage += 1
-    return f.linear(y.mean(dim=(2, 3)), p["fc.weight"], p["fc.bias"]).numpy()
+    logits, _ = reference_torch.ann_forward(sd, architecture, x, levels=LEVELS, num_classes=3)
+    return logits
 
 
 def _scaled_random_state_dict(architecture, num_classes, input_size, seed):
