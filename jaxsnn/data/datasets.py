@@ -21,7 +21,6 @@ download and where to put it.
 
 import dataclasses
 import os
-from unittest import mock
 
 import ml_collections
 import tensorflow_datasets as tfds
@@ -297,19 +296,11 @@ def open_split(config: ml_collections.ConfigDict, split: str):
     builder, local_error = _open_builder(config)
     decoders = {"image": tfds.decode.SkipDecoding()} if get_spec(config).imagenet else None
     try:
-        source = builder.as_data_source(split=tfds_split(config, split), decoders=decoders)
-        if decoders and is_mocked(source):  # mock_data would decode with TensorFlow.
-            source = builder.as_data_source(split=tfds_split(config, split))
-        return source
+        return builder.as_data_source(split=tfds_split(config, split), decoders=decoders)
     except (NotImplementedError, FileNotFoundError, AssertionError) as e:
         where, field = local_dir(config)
         error = _not_prepared_error(config, builder, where, field, local_error)
         raise FileNotFoundError(_name_field(str(error), field)) from e
-
-
-def is_mocked(source) -> bool:
-    """Whether ``source`` comes from ``tfds.testing.mock_data`` (patched in this process only)."""
-    return isinstance(getattr(source, "data_source", None), mock.NonCallableMock)
 
 
 def image_shape(config: ml_collections.ConfigDict, source) -> tuple[int, int, int]:

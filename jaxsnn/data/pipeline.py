@@ -34,8 +34,7 @@ on (they prefetch across the epoch boundary while the evaluation runs). Evaluati
 calibration batches need no augmentation, only reading, decoding, resizing and
 normalising, which release the GIL, so ``config.data_workers`` threads of this process
 build them and nothing has to start up. ``data_workers=0`` builds every batch
-synchronously in the calling thread (useful for debugging and profiling). Sources that
-cannot be sent to another process (``tfds.testing.mock_data``) are read by threads.
+synchronously in the calling thread (useful for debugging and profiling).
 `jaxsnn.data.loader` runs the datasets.
 ``bench/pipeline.py`` measures images/s per dataset and worker count (README, "Data").
 """
@@ -139,11 +138,10 @@ def _read_examples(source, indices: Sequence[int]) -> list[dict]:
     indices = [int(i) for i in indices]
     if not indices:
         return []
-    # tfds.testing.mock_data (TFDS 4.9.10) installs an unbound `__getitems__` on its
-    # MagicMock reader, which fails; its `__getitem__` works, so read one by one there.
-    if datasets.is_mocked(source):
+    try:
+        return list(source.__getitems__(indices))
+    except (AttributeError, TypeError):  # A source without batched reads: one by one.
         return [source[i] for i in indices]
-    return list(source.__getitems__(indices))
 
 
 def _as_image(value, channels: int) -> np.ndarray:
@@ -351,7 +349,7 @@ def train_batches(
         _Preprocess(plan, _Streams(seed, _AUGMENT, _CROP), rows, _image_shape(config, source)),
     )
     first, count = epoch * steps + start_step, steps - start_step
-    if workers == 0 or datasets.is_mocked(source):
+    if workers == 0:
         return loader.in_threads(loader.dataset(first, first + count, stages), workers, prefetch)
     key = json.dumps([config.to_dict(), batch_size, dataclasses.astuple(rows)], default=str)
 

@@ -41,7 +41,6 @@ from jaxsnn.methods.registry import (
     option_table_markdown,
     register,
     resolve_options,
-    unknown_options,
 )
 
 # Each family module registers its methods on import; this order is the registry's (and the
@@ -136,5 +135,4 @@ __all__ = [
     "register",
     "resolve_options",
     "result_options",
-    "unknown_options",
 ]

@@ -161,7 +161,7 @@ def resolve_options(name: str, given: Mapping | None = None) -> dict:
 
     Every option of the method gets its value from ``given`` when present and not ``None``, else
     its default. Keys of ``given`` that no method reads are ignored here (the command line keeps
-    one flat namespace for all methods; :func:`unknown_options` reports typos).
+    one flat namespace for all methods, and ml_collections rejects unknown fields there).
     """
     method, given = get(name), dict(given or {})
     out = {}
@@ -178,12 +178,6 @@ def all_options() -> dict[str, Option]:
         for option in method.options:
             out.setdefault(option.name, option)
     return out
-
-
-def unknown_options(given: Mapping) -> list[str]:
-    """Keys of ``given`` that no registered method reads."""
-    known = all_options()
-    return sorted(k for k in given if k not in known)
 
 
 def option_table() -> list[dict]:
