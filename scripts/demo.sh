@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up (idempotent), then the main job: train a QCFS CNN on real Fashion-MNIST, convert it to an
-# SNN three ways (qcfs: v0 = θ/2; zero: v0 = 0; srp: τ = 4 pre-simulation) and print ANN accuracy
-# and SNN accuracy per timestep. An optional argument is passed to the config, e.g. "L=8,epochs=3".
+# SNN four ways (qcfs: v0 = θ/2; zero: v0 = 0; srp and cos: τ = 4 pre-simulation steps) and print
+# ANN accuracy and SNN accuracy per timestep. An optional argument is passed to the config, e.g.
+# "L=8,epochs=3".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +14,6 @@ $PY convert.py --config "$CONFIG" --workdir "$WORKDIR" --config.convert.method=q
 $PY convert.py --config "$CONFIG" --workdir "$WORKDIR" --config.convert.method=zero --config.convert.T=32
 $PY convert.py --config "$CONFIG" --workdir "$WORKDIR" --config.convert.method=srp \
   --config.convert.presim=4 --config.convert.T=8
-echo "results: $WORKDIR/snn_{qcfs,zero,srp}/results.json (plots beside them)"
+$PY convert.py --config "$CONFIG" --workdir "$WORKDIR" --config.convert.method=cos \
+  --config.convert.presim=4 --config.convert.T=8
+echo "results: $WORKDIR/snn_{qcfs-T32,zero-T32,srp-T8,cos-T8}/results.json (plots beside them)"
