@@ -8,6 +8,8 @@ Each variant is ``simulate`` compiled ahead of time (``bench.common.compile_simu
 * ``region_copy``: ``plain`` compiled with XLA's region-based copy insertion, which drops the
   per-step copy of every membrane buffer the default scan body makes; ``unrollN_region_copy``
   combines it with unrolling. ``unroll2_region_copy`` is what the library evaluates with.
+* ``public``: ``jaxsnn.simulate.simulate(model, params, membrane, images, num_steps=T)`` called
+  as the README does, with its defaults (the same settings as ``unroll2_region_copy``).
 * ``bf16``: the library settings on bfloat16 params, membrane and images: not exact, the record
   gives the deviation of the cumulative logits from float32 (``max_abs_diff``,
   ``argmax_agreement``).
@@ -34,7 +36,7 @@ COMPILED = {
     "unroll2_region_copy": (2, _REGION),
     "unroll4_region_copy": (4, _REGION),
 }
-EXACT_VARIANTS = tuple(COMPILED)
+EXACT_VARIANTS = (*COMPILED, "public")
 ALL_VARIANTS = (*EXACT_VARIANTS, "bf16")
 # The variant the library evaluates with (see the README's P1 section).
 RECOMMENDED = "unroll2_region_copy"
@@ -62,6 +64,12 @@ def _snn_fns(b, T: int, variants=("plain",), temp_mib: dict | None = None) -> di
         if name in COMPILED:
             unroll, options = COMPILED[name]
             fns[name], c = common.compile_simulation(b, T, unroll=unroll, options=options)
+        elif name == "public":  # jaxsnn.simulate.simulate called as users call it (defaults)
+            from jaxsnn.simulate import simulate
+
+            s, p, m, x = b["snn"], b["snn_params"], b["membrane"], b["images"]
+            fns[name] = lambda s=s, p=p, m=m, x=x: simulate(s, p, m, x, num_steps=T)
+            continue
         elif name == "bf16":
             bb = dict(b)
             for k in ("snn_params", "membrane", "images"):
