@@ -36,8 +36,8 @@ def _skipped(networks, why: str) -> list[dict]:
 def measure(networks: dict, steps, reps: int, proposal_for=("VGG16",)) -> list[dict]:
     """P2 records in this process for ``{name: batch or (batches)}`` × ``steps``.
 
-    For the networks in ``proposal_for`` jaxsnn is also timed with the proposed convolution
-    change (``bench.convfix``: a conv whose kernel is larger than its input as one dot).
+    For the networks in ``proposal_for`` jaxsnn is also timed with XLA's own convolutions
+    (``bench.convfix.xla_conv_only``: without the library's small-input conv as one dot).
     """
     try:
         import torch
@@ -61,9 +61,9 @@ def measure(networks: dict, steps, reps: int, proposal_for=("VGG16",)) -> list[d
                     "torch": lambda T=T: torch_ref.simulate_if(net, x_t, T),
                 }
                 if name in proposal_for:
-                    with convfix.patched_flax_conv():
-                        run_fix, _ = common.compile_simulation(b, T)
-                    fns["jax_convfix"] = lambda run_fix=run_fix: run_fix().cumulative[-1]
+                    with convfix.xla_conv_only():
+                        run_xla, _ = common.compile_simulation(b, T)
+                    fns["jax_xla_conv"] = lambda run_xla=run_xla: run_xla().cumulative[-1]
                 load_before = common.load_avg()
                 wall, cpu = common.time_interleaved_samples(fns, reps)
                 out_t = fns["torch"]().numpy()
@@ -95,15 +95,15 @@ def _record(name, T, batch, threads, wall, cpu, jax_name, out_j, out_t, reps) ->
     s = common.ratio_summary(wall["torch"], wall[jax_name])
     med = {k: float(np.median(v)) for k, v in wall.items()}
     settings = "unroll=2 + backend_compiler_options (library evaluation)"
-    if jax_name == "jax_convfix":
-        settings += " + proposed small-conv-as-dot (bench/convfix.py)"
+    if jax_name == "jax_xla_conv":
+        settings += ", XLA's convs only (without jaxsnn.ops.conv's small-input path)"
     return common.record(
         "P2",
         network=name,
         T=T,
         batch=batch,
         variant=f"eager_torch, {threads} thread{'s' * (threads > 1)}"
-        + (", jaxsnn + convfix" if jax_name == "jax_convfix" else ""),
+        + (", jaxsnn with XLA convs" if jax_name == "jax_xla_conv" else ""),
         threads=threads,
         ratio=med["torch"] / med[jax_name],
         ratio_round_median=s["median"],

@@ -89,50 +89,40 @@ def test_torch_twin_matches_jax_simulation():
     assert r["threads"] >= 1 and r["load_before"] >= 0
 
 
-@pytest.mark.parametrize(
-    "shape, stride", [((2, 2, 2, 5), 1), ((2, 1, 1, 5), 1), ((2, 2, 2, 5), 2), ((2, 6, 6, 5), 1)]
-)
-def test_convfix_matches_lax_conv(shape, stride):
-    """The proposed conv equals lax's to float32 rounding; where it does not apply it is lax's."""
+def test_xla_conv_only_switches_the_small_input_path_off():
+    """``convfix.xla_conv_only`` times the library without its im2col path, then restores it."""
     import jax
     import jax.numpy as jnp
     import numpy as np
 
     from bench import convfix
+    from jaxsnn.ops import conv_general_dilated
 
-    kx, kw = jax.random.split(jax.random.key(0))
-    x = jax.random.uniform(kx, shape, jnp.float32)
-    w = jax.random.normal(kw, (3, 3, shape[-1], 7), jnp.float32)
-    args = (x, w, (stride, stride), ((1, 1), (1, 1)))
+    x = jax.random.uniform(jax.random.key(0), (2, 2, 2, 5), jnp.float32)
+    w = jax.random.normal(jax.random.key(1), (3, 3, 5, 7), jnp.float32)
+    args = (x, w, (1, 1), ((1, 1), (1, 1)))
     dn = {"dimension_numbers": ("NHWC", "HWIO", "NHWC")}
     want = jax.lax.conv_general_dilated(*args, **dn)
-    got = convfix.conv_general_dilated(*args, **dn)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
-    if shape[1] >= 3:  # input not smaller than the kernel: lax's convolution itself
-        assert bool(jnp.all(got == want))
+    with convfix.xla_conv_only():
+        assert bool(jnp.all(conv_general_dilated(*args, **dn) == want))  # XLA's own conv
+    np.testing.assert_allclose(conv_general_dilated(*args, **dn), want, atol=1e-5)
 
 
-def test_convfix_patch_reroutes_flax_conv_only_inside():
-    """Under the patch a Flax 3×3 conv on a 2×2 input traces to one dot, with the same output."""
+def test_library_conv_layers_trace_to_one_dot_on_small_inputs():
+    """A ``ConvBN`` on a 2×2 input traces to one dot on CPU (the library's path), to XLA's conv
+    under ``convfix.xla_conv_only``, and to XLA's conv on inputs larger than the kernel."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
-    from flax import linen as nn
-    from flax.linen import linear
 
     from bench import convfix
+    from jaxsnn.models import ConvBN
 
-    conv = nn.Conv(6, (3, 3), padding=((1, 1), (1, 1)))
-    x = jax.random.uniform(jax.random.key(1), (2, 2, 2, 4), jnp.float32)
-    params = conv.init(jax.random.key(0), x)
-    before = linear.lax
-    want = conv.apply(params, x)
-    with convfix.patched_flax_conv():
-        assert linear.lax.conv_general_dilated is convfix.conv_general_dilated
-        text = str(jax.make_jaxpr(conv.apply)(params, x))
-        got = conv.apply(params, x)
-    assert linear.lax is before
+    layer = ConvBN(6, use_bn=False)
+    small = jax.random.uniform(jax.random.key(1), (2, 2, 2, 4), jnp.float32)
+    params = layer.init(jax.random.key(0), small)
+    text = str(jax.make_jaxpr(layer.apply)(params, small))
     assert "dot_general" in text and "conv_general_dilated" not in text
-    assert "conv_general_dilated" in str(jax.make_jaxpr(conv.apply)(params, x))
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    with convfix.xla_conv_only():
+        assert "conv_general_dilated" in str(jax.make_jaxpr(layer.apply)(params, small))
+    large = jnp.zeros((2, 5, 5, 4), jnp.float32)
+    assert "conv_general_dilated" in str(jax.make_jaxpr(layer.apply)(params, large))
