@@ -52,7 +52,7 @@ from jaxsnn import tree
 from jaxsnn.convert import init_membrane
 from jaxsnn.export.graph import Op, describe
 from jaxsnn.neurons import CAP, THRESHOLD
-from jaxsnn.simulate import Direct
+from jaxsnn.simulate import SRP, Direct
 
 THRESHOLD_MODES = ("native", "unit")
 POOLING_MODES = ("avg", "sum")
@@ -90,10 +90,10 @@ def _image_shape(input_shape) -> tuple[int, ...]:
 def _check_protocol(protocol) -> None:
     if protocol is None or isinstance(protocol, Direct):
         return
+    what = "output masks" if isinstance(protocol, SRP) else "initial potentials"
     raise ValueError(
         f"export: the {type(protocol).__name__} start protocol cannot be expressed in NIR: it "
-        "sets output masks (SRP) or initial potentials (COS) per input from a "
-        f"{protocol.presim}-step pre-simulation"
+        f"sets {what} per input from a {protocol.presim}-step pre-simulation"
     )
 
 
