@@ -120,6 +120,7 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
         torch_checkpoint="",
         torch_architecture="",
         progress=True,
+        export="",  # '' (none) or 'nir': also write snn.nir (README "Export").
         sweep=ml_collections.ConfigDict(dict(kind="", values=(0.6, 0.8, 1.0, 1.2, 1.4))),
     )
     for name, option in all_options().items():

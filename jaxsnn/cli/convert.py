@@ -26,7 +26,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from jaxsnn import data, methods, metrics, provenance
+from jaxsnn import data, export, methods, metrics, provenance
 from jaxsnn.cli import outputs
 from jaxsnn.cli.evaluate import evaluate, summarise
 from jaxsnn.cli.restore import checkpoint_request, load_ann
@@ -34,6 +34,7 @@ from jaxsnn.convert import extract_thresholds, init_membrane, validate_variables
 from jaxsnn.metrics.energy import layer_macs
 from jaxsnn.simulate import Direct, sweep_initial_potentials, sweep_threshold_scales
 from jaxsnn.train import sharding
+from jaxsnn.version import __version__
 
 RESULTS_SCHEMA_VERSION = 2
 
@@ -50,6 +51,10 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> dict:
     if "convert" not in config:
         raise ValueError("config.convert: missing (method, T, ...); see configs/common.py")
     cc = config.convert
+    if cc.get("export", "") not in ("", "nir"):
+        raise ValueError(f"config.convert.export: must be '' or 'nir', got {cc.get('export')!r}")
+    if cc.get("export") == "nir":
+        export.import_nir("config.convert.export")
     try:
         opts = method_options(cc)
     except ValueError as err:
@@ -82,6 +87,7 @@ def _identity(results: Mapping) -> dict:
     and the source checkpoint's content (JSON-normalised)."""
     keys = ("config", "method_options", "dataset")
     out = {k: json.loads(json.dumps(results.get(k))) for k in keys}
+    (out["config"] or {}).get("convert", {}).pop("export", None)  # What is written, not computed.
     out["source_sha256"] = results.get("source_checkpoint", {}).get("sha256")
     return out
 
@@ -232,6 +238,10 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     batches = calibration_batches(config, opts, run.shard) if needs_data else []
     logging.info("converting with %s (%d calibration batches)", method, len(batches))
     conv = methods.convert(method, run.ann_model, run.variables, batches, opts)
+    nir_graph = None  # Built before evaluating, so a method NIR cannot express fails early.
+    if cc.get("export") == "nir":
+        meta = {"method": method, "jaxsnn_version": __version__}
+        nir_graph = export.converted_to_nir(conv, run.input_shape, num_steps=T, metadata=meta)
     thresholds = {  # Every θ finite and > 0 (with the layer's name) before anything runs.
         k: np.asarray(jax.device_get(v)).tolist()
         for k, v in extract_thresholds(conv.params).items()
@@ -279,6 +289,8 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         with outputs.staged(final, overwrite=True) as tmp:
             outputs.save_snn(tmp, conv, outputs.snn_metadata(conv, results, spec))
             (tmp / "results.json").write_text(json.dumps(results, indent=1))
+            if nir_graph is not None:
+                export.write(tmp / "snn.nir", nir_graph)
             outputs.write_plots(tmp, results)
     results["output_dir"] = str(final)
     if jax.process_index() == 0:
