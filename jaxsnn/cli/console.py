@@ -130,6 +130,10 @@ def setup(workdir: str | None, *, verbose: bool = False) -> logging.Handler:
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not sys.stderr.isatty():  # TFDS's own bars (first preparation of a dataset) need a TTY.
+        import tensorflow_datasets as tfds
+
+        tfds.disable_progress_bar()
     return file_handler
 
 
