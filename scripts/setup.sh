@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-time set-up on a fresh Debian/Ubuntu machine: venv in .venv, the package with its test and
-# torch extras, and the real Fashion-MNIST from the Debian package. Idempotent.
+# One-time set-up on a fresh Debian/Ubuntu machine: venv in .venv, the package with its test, torch
+# and events extras, and the real Fashion-MNIST from the Debian package. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,5 +10,5 @@ fi
 # constraints.txt pins every package (a lock): a fresh venv gets the versions README was measured
 # with, not whatever is newest that day. Refresh it on purpose (see its header), never implicitly.
 .venv/bin/python -m pip install -q -c constraints.txt --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[test,torch]'
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[test,torch,events]'
 bash scripts/get_fashion_mnist.sh
