@@ -26,6 +26,9 @@ from test_local_datasets import ROOT, _finish, _run
 import jaxsnn.data
 from jaxsnn.data import datasets, events
 
+pytest.importorskip(
+    "tonic", reason="the 'events' extra is not installed: pip install -e '.[events]'"
+)
 HAVE_DV = importlib.util.find_spec("dv_processing") is not None
 NO_AEDAT4_WRITER = "dv-processing (the AEDAT4 writer) is not installed: pip install dv-processing"
 NMNIST_FILES = {"train": 4, "test": 2}  # Per digit, digits 0-2.
@@ -71,6 +74,7 @@ def gesture(tmp_path_factory):
 def cifar_dvs(tmp_path_factory):
     if not HAVE_DV:
         pytest.skip(NO_AEDAT4_WRITER)
+    pytest.importorskip("aedat", reason="reading AEDAT4 needs 'aedat': pip install -e '.[events]'")
     root = tmp_path_factory.mktemp("cifar10dvs")
     return root, write_cifar10_dvs(root, CIFAR_PER_CLASS)
 
@@ -86,7 +90,7 @@ def test_nmnist_bin_decodes_every_event_across_the_overflow_marker(nmnist):
     assert len(got) == len(ev["t"])  # The marker is not an event.
     for name in "xytp":
         np.testing.assert_array_equal(got[name], ev[name])
-    assert got["t"].max() > events.LAYOUTS["nmnist"].sensor[0] and got["t"].max() >= 2**13
+    assert got["t"].max() >= 2**13  # Later events carry the overflow marker's 2¹³ µs.
 
 
 def test_dvs_gesture_npy_decodes_x_y_p_t(gesture):
@@ -118,7 +122,8 @@ def test_frames_count_every_event_in_its_time_bin():
     np.testing.assert_array_equal(stacked, _frames_reference(ev, 9, 34))
     # Our premise: tonic's own n_time_bins slicing drops the last event (its last bin ends at
     # t_first + bins·((t_last - t_first) // bins) <= t_last, exclusive), which to_frames undoes.
-    tonic = pytest.importorskip("tonic")
+    import tonic
+
     plain = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), n_time_bins=9)(structured)
     assert plain.sum() < 500
 
@@ -244,7 +249,7 @@ def test_train_and_convert_the_event_configs(nmnist, gesture, tmp_path):
         "nmnist": ("nmnist_cnn.py", nmnist[0], []),
         "gesture": ("dvsgesture_vgg.py", gesture[0], ["--config.model=_VGGTiny"]),
     }
-    if HAVE_DV:
+    if HAVE_DV and importlib.util.find_spec("aedat") is not None:
         cifar = tmp_path / "cifar"
         write_cifar10_dvs(cifar, 10)
         runs["cifar"] = ("cifar10dvs_vgg16.py", cifar, ["--config.model=_VGGTiny"])

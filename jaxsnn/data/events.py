@@ -468,7 +468,7 @@ class LocalEvents(local_builder.LocalBuilder):
             ),
             supervised_keys=("image", "label"),
             disable_shuffling=True,
-            homepage=layout.url.split(",")[0].split(" ")[-1],
+            homepage=next(w.strip(",") for w in layout.url.split() if w.startswith("https://")),
             metadata=tfds.core.MetadataDict(),
         )
 
