@@ -107,7 +107,10 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
     ('best' | 'latest' | a step), ``output_dir`` (run folder name; default from the method and
     its non-default options), ``overwrite`` (replace a folder holding another conversion),
     ``torch_checkpoint`` / ``torch_architecture`` (convert a PyTorch .pth of the QCFS/SRP code),
-    ``sweep.kind`` ('' off | 'threshold' | 'potential') over ``sweep.values``, ``progress``.
+    ``sweep.kind`` ('' off | 'threshold' | 'potential') over ``sweep.values``, ``progress``,
+    ``encoding`` (how the SNN receives its input: 'direct', the image at every step, or 'time',
+    an event dataset's stacked frames consumed one time window per step; README, "Neuromorphic
+    datasets").
     """
     from jaxsnn.methods import all_options
 
@@ -122,6 +125,7 @@ def convert_block(config: ml_collections.ConfigDict, *, T: int = 32, method: str
         progress=True,
         export="",  # '' (none) or 'nir': also write snn.nir (README "Export").
         sweep=ml_collections.ConfigDict(dict(kind="", values=(0.6, 0.8, 1.0, 1.2, 1.4))),
+        encoding="direct",
     )
     for name, option in all_options().items():
         if name not in cc:
@@ -191,4 +195,80 @@ def qcfs_config(
     if arg.runlocal:
         config.num_epochs, config.max_steps, config.log_every_steps = 1, 10, 1
     convert_block(config, T=arg.T)
+    return config
+
+
+def adamw_block(
+    config: ml_collections.ConfigDict,
+    *,
+    lr: float = 1e-3,
+    wd: float = 0.06,
+    epochs: int,
+    warmup: int = 0,
+    smoothing: float = 0.1,
+    mixup: float = 0.5,
+) -> None:
+    """The Adaptive Calibration code's event-data recipe (its timm optimiser and scheduler).
+
+    AdamW (lr 1e-3, decoupled weight decay 0.06 on kernels only), per-epoch cosine to 1e-5,
+    linear warm-up from 1e-5 over ``warmup`` epochs (the released default is 0), label smoothing
+    0.1, mixup α 0.5 with probability 0.5, switched off for the last quarter of the epochs.
+    """
+    config.optimizer = "adamw"
+    config.learning_rate = lr
+    config.momentum = 0.9  # Unused by AdamW (β₁ = 0.9).
+    config.weight_decay = wd
+    config.schedule = "cosine"
+    config.min_learning_rate = 1e-5
+    config.warmup_epochs = warmup
+    config.warmup_learning_rate = 1e-5
+    config.label_smoothing = smoothing
+    config.mixup_alpha = mixup
+    config.mixup_prob = 0.5
+    config.mixup_off_epoch = int(0.75 * epochs) if mixup > 0 else 0
+
+
+def events_config(
+    arg: str | None,
+    *,
+    dataset: str,
+    model: str,
+    levels: int,
+    epochs: int,
+    batch: int,
+    size: int,
+    eval_batch: int = 64,
+    mixup: float = 0.5,
+    T: int = 16,
+) -> ml_collections.ConfigDict:
+    """An event-camera config: stacked event frames, the event-data recipe (:func:`adamw_block`).
+
+    ``arg`` keys: ``L``, ``act`` ('qcfs' | 'relu' | 'clip_relu'), ``epochs``, ``batch``, ``lr``,
+    ``wd``, ``warmup`` (epochs), ``mixup`` (α; 0 off), ``smoothing``, ``bins`` (time bins; 2
+    polarities each make the channels), ``size`` (frame side), ``T`` (for conversion),
+    ``encoding`` ('direct' | 'time'), ``seed``, ``data_dir``, ``local_dir``, ``runlocal``.
+    """
+    arg = parse_arg(
+        arg, L=levels, act="qcfs", epochs=epochs, batch=batch, lr=1e-3, wd=0.06, warmup=0,
+        mixup=mixup, smoothing=0.1, bins=9, size=size, T=T, encoding="direct", seed=42,
+        data_dir="", local_dir="", runlocal=False,
+    )  # fmt: skip
+    config = ml_collections.ConfigDict()
+    data_block(config, dataset=dataset)
+    config.data_dir = arg.data_dir or None
+    config.local_dir = arg.local_dir or None
+    config.n_time_bins = arg.bins
+    config.image_size = arg.size
+    model_block(config, model=model, levels=arg.L)
+    config.activation = arg.act
+    adamw_block(
+        config, lr=arg.lr, wd=arg.wd, epochs=arg.epochs, warmup=arg.warmup,
+        smoothing=arg.smoothing, mixup=arg.mixup,
+    )  # fmt: skip
+    loop_block(config, epochs=arg.epochs, batch=arg.batch, eval_batch=eval_batch)
+    config.seed = arg.seed
+    if arg.runlocal:
+        config.num_epochs, config.max_steps, config.log_every_steps = 1, 10, 1
+    convert_block(config, T=arg.T)
+    config.convert.encoding = arg.encoding
     return config

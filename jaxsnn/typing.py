@@ -15,6 +15,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PyTree
 
 PRNGKey = jax.Array
 Images = Float[Array, "B H W C"]
+Frames = Float[Array, "T B H W C"]  # Time-major input: frame t feeds step t + 1.
 Logits = Float[Array, "B K"]
 Labels = Int[Array, " B"]
 Mask = Bool[Array, " B"]  # Which rows of a padded batch are real examples.
@@ -38,6 +39,7 @@ Membrane = PyTree[Float[Array, "B ..."]]
 __all__ = [
     "PRNGKey",
     "Images",
+    "Frames",
     "Logits",
     "Labels",
     "Mask",

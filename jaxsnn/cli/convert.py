@@ -28,7 +28,7 @@ from etils import epath
 
 from jaxsnn import data, export, methods, metrics, provenance
 from jaxsnn.cli import outputs
-from jaxsnn.cli.evaluate import evaluate, summarise
+from jaxsnn.cli.evaluate import evaluate, input_encoding, summarise
 from jaxsnn.cli.restore import checkpoint_request, load_ann
 from jaxsnn.convert import extract_thresholds, init_membrane, validate_variables
 from jaxsnn.metrics.energy import layer_macs
@@ -67,6 +67,7 @@ def validate_convert_config(config: ml_collections.ConfigDict) -> dict:
             f"got {sweep.get('kind')!r}"
         )
     checkpoint_request(cc)
+    input_encoding(config)
     if cc.get("torch_checkpoint"):
         from jaxsnn.convert.torch_import import ARCHITECTURES
 
@@ -111,6 +112,8 @@ def _check_folder(folder: epath.Path, planned: Mapping, overwrite: bool) -> None
 def _output_folder(config, workdir, method: str, opts: Mapping) -> epath.Path:
     cc = config.convert
     name = cc.get("output_dir") or outputs.run_name(method, opts, checkpoint_request(cc))
+    if not cc.get("output_dir") and input_encoding(config) is not None:
+        name += "-encoding=time"
     return epath.Path(workdir) / name
 
 
@@ -123,6 +126,8 @@ def _sweep(config, conv, batches, shard, num_steps: int) -> dict:
         raise ValueError(
             "config.convert.sweep: sweeps run methods without a pre-simulation (not srp/cos)"
         )
+    if input_encoding(config) is not None:
+        raise ValueError("config.convert.sweep: sweeps run on direct input (encoding='direct')")
     values = jnp.asarray(list(sweep["values"]), jnp.float32)
     correct, n = None, 0.0
     for batch in batches:
@@ -212,6 +217,7 @@ def evaluate_run(run: Run, conv, num_steps: int, desc: str) -> dict:
         place=run.place,
         total=data.num_eval_batches(config, config.eval_batch_size, "test"),
         desc=desc,
+        encoding=input_encoding(config),
     )
     macs = layer_macs(run.ann_model, run.variables, run.input_shape)
     return summarise(totals, num_steps, macs)
@@ -237,11 +243,16 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     needs_data = methods.needs_data(method, opts)
     batches = calibration_batches(config, opts, run.shard) if needs_data else []
     logging.info("converting with %s (%d calibration batches)", method, len(batches))
+<<<<<<< HEAD
     conv = methods.convert(method, run.ann_model, run.variables, batches, opts)
     nir_graph = None  # Built before evaluating, so a method NIR cannot express fails early.
     if cc.get("export") == "nir":
         meta = {"method": method, "jaxsnn_version": __version__}
         nir_graph = export.converted_to_nir(conv, run.input_shape, num_steps=T, metadata=meta)
+=======
+    encoding = input_encoding(config)
+    conv = methods.convert(method, run.ann_model, run.variables, batches, opts, encoding=encoding)
+>>>>>>> events
     thresholds = {  # Every θ finite and > 0 (with the layer's name) before anything runs.
         k: np.asarray(jax.device_get(v)).tolist()
         for k, v in extract_thresholds(conv.params).items()
@@ -256,6 +267,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         "method_options": opts,
         "T": T,
         "presim": presim,
+        "encoding": "direct" if encoding is None else "time",
         "fitted_to_T": methods.get(method).fitted_to_T,
         "activation": "qcfs" if is_qcfs else config.get("activation"),
         "levels": config.get("levels") if is_qcfs else None,

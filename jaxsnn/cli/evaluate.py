@@ -5,6 +5,10 @@ saturated neurons, |ANN activation − SNN rate|, input densities, IAT and compe
 counts); the host adds them up and divides once at the end, so results are over the full split
 (padded rows masked out). Batches are split over every device of the data mesh and the SNN and
 ANN variables are replicated, so the same code runs on one device, several, and several hosts.
+
+The SNN's input follows ``config.convert.encoding`` (:func:`input_encoding`): ``'direct'``, the
+normalised image at every step, or ``'time'``, an event dataset's stacked frames consumed one
+time window per step (`jaxsnn.simulate.TimeBins`; README, "Neuromorphic datasets").
 """
 
 from collections.abc import Iterable, Mapping
@@ -16,11 +20,35 @@ from flax import linen as nn
 
 from jaxsnn import metrics, progress, tree
 from jaxsnn.convert import init_membrane
+from jaxsnn.data import datasets
 from jaxsnn.methods import Converted
 from jaxsnn.methods.iat import iat_summary, iat_sums
 from jaxsnn.metrics.energy import energy_report
 from jaxsnn.neurons import CAP, THRESHOLD
-from jaxsnn.simulate import compensated_logits, fast_jit, simulate
+from jaxsnn.simulate import TimeBins, compensated_logits, fast_jit, simulate, snn_input
+
+ENCODINGS = ("direct", "time")
+
+
+def input_encoding(config) -> TimeBins | None:
+    """The SNN input encoding that ``config.convert.encoding`` selects (None: direct).
+
+    Raises:
+      ValueError: an unknown encoding, or ``'time'`` for a dataset that is not an event dataset.
+    """
+    convert = config.get("convert", None) or {}
+    kind = convert.get("encoding", None) or "direct"
+    if kind not in ENCODINGS:
+        raise ValueError(f"config.convert.encoding: must be one of {list(ENCODINGS)}, got {kind!r}")
+    if kind == "direct":
+        return None
+    if not datasets.get_spec(config).events:
+        events = [name for name, spec in datasets.SPECS.items() if spec.events]
+        raise ValueError(
+            f"config.convert.encoding='time' needs an event dataset ({', '.join(events)}), whose "
+            f"channels stack time bins; config.dataset={config.get('dataset')!r} has none"
+        )
+    return TimeBins(datasets.event_time_bins(config))
 
 
 def _masked_sum(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -47,8 +75,14 @@ def _layer_diagnostics(ann_acts, counts, thresholds, caps, mask, num_steps) -> d
     return out
 
 
-def make_batch_fn(ann_model: nn.Module, conv: Converted, num_steps: int):
-    """Builds the jitted ``(ann_variables, snn_params, batch) -> sums`` of one batch."""
+def make_batch_fn(
+    ann_model: nn.Module, conv: Converted, num_steps: int, encoding: TimeBins | None = None
+):
+    """Builds the jitted ``(ann_variables, snn_params, batch) -> sums`` of one batch.
+
+    With ``encoding`` the SNN runs on the batch's time-major frames (the start protocol's
+    pre-simulation included); the ANN sees the images.
+    """
     model, T = conv.model, num_steps
 
     def run(ann_variables, snn_params, batch):
@@ -56,8 +90,13 @@ def make_batch_fn(ann_model: nn.Module, conv: Converted, num_steps: int):
         logits, acts = ann_model.apply(ann_variables, images, mutable=["activations"])
         ann_acts = {k: v[0] for k, v in tree.layer_leaves(acts["activations"], "out").items()}
         start = init_membrane(model, images.shape, conv.membrane_init, images.dtype)
-        start = conv.protocol.start(model, snn_params, start, images)
-        sim = simulate(model, snn_params, start, images, num_steps=T, stats=True)
+        inputs, time_major = snn_input(images, T, encoding)
+        start = conv.protocol.start(model, snn_params, start, inputs, time_major=time_major)
+        if time_major:
+            inputs = conv.protocol.counted_frames(inputs, T)
+        sim = simulate(
+            model, snn_params, start, inputs, num_steps=T, stats=True, time_major=time_major
+        )
         counts = tree.layer_leaves(sim.membrane, "count")
         thresholds = tree.layer_leaves(snn_params, THRESHOLD)
         caps = tree.layer_leaves(snn_params, CAP)
@@ -110,6 +149,7 @@ def evaluate(
     place=lambda tree_: tree_,
     total: int | None = None,
     desc: str = "SNN eval",
+    encoding: TimeBins | None = None,
 ) -> dict:
     """Runs ANN and SNN over ``batches`` and returns host totals (see :func:`summarise`).
 
@@ -122,8 +162,9 @@ def evaluate(
       place: places the (ANN and SNN) variables on the devices (replicated).
       total: number of batches (for the progress display).
       desc: progress label.
+      encoding: the SNN's input encoding (None: direct; see :func:`input_encoding`).
     """
-    fn = make_batch_fn(ann_model, conv, num_steps)
+    fn = make_batch_fn(ann_model, conv, num_steps, encoding)
     ann_variables, snn_params = place(ann_variables), place(conv.params)
     totals = None
     for batch in progress.track(batches, total=total, desc=desc, unit="batch"):

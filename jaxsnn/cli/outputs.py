@@ -99,6 +99,7 @@ def snn_metadata(conv: Converted, results: Mapping, spec: Mapping) -> dict:
         "input_shape": results["input_shape"],
         "snn_kwargs": dict(conv.snn_kwargs),
         "protocol": protocols.to_json(conv.protocol),
+        "encoding": results.get("encoding", "direct"),
         "membrane_init": init if isinstance(init, str) else MEMBRANE_FILE,
         "compensation_layer": conv.compensation_layer,
         "iat": None if conv.iat is None else dict(conv.iat),

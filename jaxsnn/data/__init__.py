@@ -1,10 +1,12 @@
 """Host-side input pipelines: grain over TFDS random-access sources, without TensorFlow.
 
 Datasets (``config.dataset``): 'mnist', 'fashion_mnist', 'cifar10', 'cifar100',
-'imagenet2012' and 'idx' (any folder of MNIST-format IDX files). Each is read from a TFDS
-dataset prepared in array_record format in ``config.data_dir`` or, when there is none,
-from the files users already have in ``config.local_dir`` (old name ``config.idx_dir``):
-IDX files, the CIFAR python pickles (tarball or folder), an ImageNet ImageFolder tree.
+'imagenet2012', 'idx' (any folder of MNIST-format IDX files) and the event-camera datasets
+'nmnist', 'dvs_gesture', 'cifar10_dvs' (stacked event frames, `jaxsnn.data.events`). Each
+is read from a TFDS dataset prepared in array_record format in ``config.data_dir`` or, when
+there is none, from the files users already have in ``config.local_dir`` (old name
+``config.idx_dir``): IDX files, the CIFAR python pickles (tarball or folder), an ImageNet
+ImageFolder tree, event recordings in tonic's extracted layout.
 Those are prepared once into ``config.data_dir`` without TensorFlow (see
 `jaxsnn.data.datasets`). Fashion-MNIST is looked for in
 ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``; see

@@ -9,9 +9,11 @@ need neither TensorFlow nor tf.data. A dataset comes from one of two places:
 * otherwise, the files users already have, in the layout their authors ship, in
   ``config.local_dir`` (old name ``config.idx_dir``, still accepted): MNIST-format IDX
   files (`jaxsnn.data.idx_builder`), the CIFAR-10/100 python pickles
-  (`jaxsnn.data.cifar`), an ImageNet ImageFolder tree (`jaxsnn.data.image_folder`).
-  They are prepared once, without TensorFlow, into an array_record TFDS dataset in
-  ``config.data_dir`` (see `jaxsnn.data.local_builder`). ``fashion_mnist`` looks in
+  (`jaxsnn.data.cifar`), an ImageNet ImageFolder tree (`jaxsnn.data.image_folder`), the
+  extracted event-camera recordings of N-MNIST, DVS Gesture and CIFAR10-DVS in tonic's
+  layout (`jaxsnn.data.events`, binned into stacked frames). They are prepared once,
+  without TensorFlow, into an array_record TFDS dataset in ``config.data_dir`` (see
+  `jaxsnn.data.local_builder`). ``fashion_mnist`` looks in
   ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``) when
   ``config.local_dir`` is not set.
 
@@ -26,11 +28,13 @@ import ml_collections
 import tensorflow_datasets as tfds
 from absl import logging
 
-from jaxsnn.data import cifar, idx, idx_builder, image_folder
+from jaxsnn.data import cifar, events, idx, idx_builder, image_folder
 
 DEFAULT_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 LOCAL_FIELD, ALIAS_FIELD = "config.local_dir", "config.idx_dir"
 AUGMENTS = ("none", "crop_flip", "crop_flip_cutout", "autoaugment_cutout")
+# AutoAugment's colour and contrast operations mean nothing on event counts.
+EVENT_AUGMENTS = ("none", "crop_flip", "crop_flip_cutout")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,10 +76,12 @@ class DatasetSpec:
       cutout: default Cutout hole size.
       test_split: TFDS split that ``split='test'`` refers to.
       local: format of the local files that may stand in for unprepared TFDS data:
-        'idx', 'cifar10', 'cifar100', 'image_folder' or None.
+        'idx', 'cifar10', 'cifar100', 'image_folder', 'events' or None.
       default_local_dir: where to look when ``config.local_dir`` is not set.
       imagenet: whether images have variable size and need resized crops (they are
         then read as encoded bytes and decoded by the input pipeline).
+      events: whether examples are stacked event frames (`jaxsnn.data.events`): binned with
+        ``config.n_time_bins``, sized by ``config.image_size``, normalised by their RMS.
     """
 
     tfds_name: str | None
@@ -89,6 +95,13 @@ class DatasetSpec:
     local: str | None = None
     default_local_dir: str | None = None
     imagenet: bool = False
+    events: bool = False
+
+
+def _event_spec(augment: str, flip: bool) -> DatasetSpec:
+    """An event dataset: only local files (TFDS has none of them), prepared as frames."""
+    return DatasetSpec(None, None, None, augment, 4, flip=flip, cutout=8, local="events",
+                       events=True)  # fmt: skip
 
 
 SPECS = {
@@ -149,6 +162,12 @@ SPECS = {
         local="image_folder",
         imagenet=True,
     ),
+    # Event datasets (README, "Neuromorphic datasets"). Training augmentation: N-MNIST none (as
+    # MNIST); DVS Gesture random 4-pixel shifts but no flip (a mirrored left-hand wave is a
+    # right-hand wave, clockwise turns anticlockwise); CIFAR10-DVS shifts and flips (objects).
+    "nmnist": _event_spec("none", flip=False),
+    "dvs_gesture": _event_spec("crop_flip", flip=False),
+    "cifar10_dvs": _event_spec("crop_flip", flip=True),
 }
 
 
@@ -170,7 +189,9 @@ def get_augment(config: ml_collections.ConfigDict) -> str:
     """Returns ``config.augment`` or the dataset default, validated."""
     spec = get_spec(config)
     augment = config.get("augment", None) or spec.default_augment
-    allowed = ("none", "crop_flip") if spec.imagenet else AUGMENTS
+    allowed = (
+        ("none", "crop_flip") if spec.imagenet else EVENT_AUGMENTS if spec.events else AUGMENTS
+    )
     if augment not in allowed:
         raise ValueError(
             f"config.augment: unknown augmentation {augment!r} for {config.dataset}; "
@@ -214,7 +235,21 @@ def _prepare_local(config: ml_collections.ConfigDict, where: str | None, data_di
         return idx_builder.prepare_local_idx(where, data_dir=data_dir, num_classes=num_classes)
     if spec.local in cifar.LAYOUTS:
         return cifar.prepare_local_cifar(where, spec.local, data_dir=data_dir)
+    if spec.events:
+        return events.prepare_local_events(
+            where,
+            config.dataset,
+            n_time_bins=event_time_bins(config),
+            size=config.get("image_size", None) or None,
+            data_dir=data_dir,
+        )
     return image_folder.prepare_local_image_folder(where, data_dir=data_dir)
+
+
+def event_time_bins(config: ml_collections.ConfigDict) -> int:
+    """``config.n_time_bins`` of an event dataset (default 9: 18 channels with 2 polarities)."""
+    bins = config.get("n_time_bins", None)
+    return events.DEFAULT_TIME_BINS if bins is None else bins
 
 
 def _open_builder(config: ml_collections.ConfigDict):
@@ -320,6 +355,12 @@ def normalisation(
     if spec.mean is not None:
         return spec.mean, spec.std
     metadata = source.dataset_info.metadata or {}
+    if spec.events:
+        # Counts divided by the training frames' root mean square, not centred: an empty pixel
+        # stays 0, so inputs keep the events' sparsity. (A mocked source has no statistics.)
+        channels = int(image_shape(config, source)[-1])
+        rms = float(metadata.get("frame_rms", 1.0)) or 1.0
+        return (0.0,) * channels, (rms / 255.0,) * channels
     # A mocked or foreign IDX source may lack the statistics: fall back to [-1, 1].
     mean, std = float(metadata.get("pixel_mean", 0.5)), float(metadata.get("pixel_std", 0.5))
     if not std > 0:  # Constant training images: dividing by 0 would feed inf/NaN to the net.

@@ -42,6 +42,7 @@ from jaxsnn.methods.registry import (
     register,
     resolve_options,
 )
+from jaxsnn.simulate import TimeBins
 
 # Each family module registers its methods on import; this order is the registry's (and the
 # README's) order.
@@ -76,6 +77,8 @@ def convert(
     variables: Mapping,
     batches: Sequence[Mapping] = (),
     options: Mapping | None = None,
+    *,
+    encoding: TimeBins | None = None,
 ) -> Converted:
     """Converts a trained ANN with method ``name``.
 
@@ -86,6 +89,10 @@ def convert(
         by methods that need data (:func:`needs_data`).
       options: the method's options (missing or ``None`` ones take the method's default);
         ``T`` is the number of counted steps.
+      encoding: how the SNN will receive its input (None: direct, the image at every step;
+        `jaxsnn.simulate.TimeBins`: stacked event frames consumed one time window per step).
+        The data-driven methods calibrate, and IAT fits its exits, on SNN runs with this
+        encoding (the ANN always sees the images themselves).
 
     Returns:
       The :class:`Converted` SNN; its ``fields`` hold the method's results plus ``method`` and
@@ -97,13 +104,15 @@ def convert(
     if needs_data(name, opts) and not batches:
         raise ValueError(f"method {name!r} needs calibration batches (training images)")
     start = time.time()
-    conv = method.convert(ann_model, variables, batches, opts)
+    # Only the data-driven methods read the encoding (their convert functions take it).
+    kw = {"encoding": encoding} if encoding is not None and method.needs_data else {}
+    conv = method.convert(ann_model, variables, batches, opts, **kw)
     extract_thresholds(conv.params)  # Every θ finite and > 0 before anything runs.
     if opts["iat"]:
         num_steps = opts["T"]
 
         def run(images):
-            return common.run_converted(conv, images, num_steps).cumulative
+            return common.run_converted(conv, images, num_steps, encoding).cumulative
 
         tau = iat.fit_on_batches(
             run, batches, num_steps=num_steps, dataset_kind=opts["iat_dataset_kind"]

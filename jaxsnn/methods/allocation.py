@@ -42,7 +42,7 @@ import numpy as np
 from flax import linen as nn
 
 from jaxsnn.neurons import CAP, THRESHOLD
-from jaxsnn.simulate import simulate
+from jaxsnn.simulate import simulate, snn_input
 from jaxsnn.tree import broadcast_channels, layer_leaves, replace_leaves
 
 SSC_RATIOS = tuple(1.0 + 0.5 * i for i in range(19))  # 1.0, 1.5, ..., 10.0
@@ -57,11 +57,14 @@ def symmetric_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
     return 0.5 * (kl_pq + kl_qp) / p_logits.shape[0]
 
 
-@functools.partial(jax.jit, static_argnames=("model", "layers", "num_steps", "chunk"))
-def _sweep(model, params, membrane, images, ann_logits, caps, scales, *, layers, num_steps, chunk):
+@functools.partial(jax.jit, static_argnames=("model", "layers", "num_steps", "chunk", "encoding"))
+def _sweep(
+    model, params, membrane, images, ann_logits, caps, scales, *, layers, num_steps, chunk, encoding
+):
     """For each row p of ``caps``/``scales`` ``[P, L]``: (sym. KL, spikes per layer ``[L]``)."""
     flat_caps = layer_leaves(params, CAP)
     flat_theta = layer_leaves(params, THRESHOLD)
+    inputs, time_major = snn_input(images, num_steps, encoding)
 
     def one(row):
         cap_row, scale_row = row
@@ -70,7 +73,14 @@ def _sweep(model, params, membrane, images, ann_logits, caps, scales, *, layers,
             new[f"{layer}/{CAP}"] = cap_row[i].astype(flat_caps[layer].dtype)
             theta = flat_theta[layer]
             new[f"{layer}/{THRESHOLD}"] = theta * scale_row[i].astype(theta.dtype)
-        out = simulate(model, replace_leaves(params, new), membrane, images, num_steps=num_steps)
+        out = simulate(
+            model,
+            replace_leaves(params, new),
+            membrane,
+            inputs,
+            num_steps=num_steps,
+            time_major=time_major,
+        )
         counts = layer_leaves(out.membrane, "count")
         spikes = jnp.stack([jnp.sum(counts[layer]) for layer in layers])
         return symmetric_kl(out.cumulative[-1] / num_steps, ann_logits), spikes
@@ -91,6 +101,7 @@ def sensitivity_tables(
     candidates: Sequence[float],
     base_cap: float | None = None,
     chunk: int = 4,
+    encoding=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sensitivity and energy tables ``[L, C]`` for one-layer-at-a-time changes.
 
@@ -104,6 +115,7 @@ def sensitivity_tables(
       candidates: the C candidate values.
       base_cap: M₀ for ``kind='cap'``.
       chunk: how many runs are vmapped together.
+      encoding: the SNN's input encoding (None: direct; `jaxsnn.simulate.TimeBins`).
     """
     n_layers, n_cand = len(layers), len(candidates)
     current = layer_leaves(params, CAP)
@@ -132,6 +144,7 @@ def sensitivity_tables(
         layers=tuple(layers),
         num_steps=num_steps,
         chunk=max(1, min(chunk, len(rows))),
+        encoding=encoding,
     )
     kl = np.asarray(kl, np.float64).reshape(n_layers, n_cand)
     energy = np.asarray(spikes, np.float64)[rows, cols].reshape(n_layers, n_cand)

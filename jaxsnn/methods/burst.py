@@ -47,6 +47,7 @@ def _sensitivities(setup, opts, model, params, u0, kind, candidates, **kw):
         kind=kind,
         candidates=candidates,
         chunk=opts["sensitivity_chunk"],
+        encoding=setup.encoding,
         **kw,
     )
 
@@ -107,9 +108,9 @@ def _check(opts: dict) -> None:
 
 
 def _burst(with_ssc: bool):
-    def convert(ann_model, variables, batches, opts) -> Converted:
+    def convert(ann_model, variables, batches, opts, *, encoding=None) -> Converted:
         _check(opts)
-        setup = common.make_setup(ann_model, variables, batches, opts["T"])
+        setup = common.make_setup(ann_model, variables, batches, opts["T"], encoding)
         model, snn_kwargs = burst_snn(setup)
         search = bool(opts["search"])
         first = opts["initial_spikes"] if search else opts["max_spikes"]

@@ -62,7 +62,9 @@ def thresholded_params(setup: common.Setup, opts: dict, model, caps: dict) -> di
 
 def sequential_pass(setup: common.Setup, model) -> correction.Pass:
     """The layer-sequential corrections' inputs: the first calibration batch, all layers."""
-    return correction.Pass(model, setup.images[0], setup.ann_acts, setup.layers, setup.num_steps)
+    return correction.Pass(
+        model, setup.images[0], setup.ann_acts, setup.layers, setup.num_steps, setup.encoding
+    )
 
 
 def bias_calibrated(setup: common.Setup, model, params, u0) -> dict:
@@ -103,14 +105,15 @@ def _weight_calibrated(setup: common.Setup, opts: dict, model, params, u0, key) 
         learning_rate=float(opts["weight_calib_lr"]),
         half_shift=opts["weight_calib_rounding"] == "neuron",
         key=key,
+        encoding=setup.encoding,
     )
 
 
 def _calibrated(correct: str):
     """The conversion function of one CAL variant (``correct``: none | light | advanced)."""
 
-    def convert(ann_model, variables, batches, opts) -> Converted:
-        setup = common.make_setup(ann_model, variables, batches, opts["T"])
+    def convert(ann_model, variables, batches, opts, *, encoding=None) -> Converted:
+        setup = common.make_setup(ann_model, variables, batches, opts["T"], encoding)
         model, snn_kwargs = burst_snn(setup)
         caps = common.layer_dict(setup.layers, [opts["max_spikes"]] * len(setup.layers), int)
         params = thresholded_params(setup, opts, model, caps)

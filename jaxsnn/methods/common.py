@@ -8,6 +8,10 @@
   ANN's spiking-layer order, logits and activations on the first batch).
 - :func:`run`, :func:`layer_rates`: simulate a (partly) converted SNN from given initial
   potentials, as the layer-sequential calibration passes do.
+
+Every SNN run takes an optional input ``encoding`` (`jaxsnn.simulate.TimeBins`, or None for
+direct input): with it, the SNN consumes the calibration images as time-major frames, one per
+step, while the ANN (thresholds, targets) sees the images themselves.
 """
 
 from collections.abc import Mapping, Sequence
@@ -28,7 +32,7 @@ from jaxsnn.convert import (
 from jaxsnn.methods.registry import Converted, Option
 from jaxsnn.models import activation_layers, ann_activations
 from jaxsnn.neurons import IF
-from jaxsnn.simulate import SimOutput, simulate, spike_rates
+from jaxsnn.simulate import SimOutput, TimeBins, simulate, snn_input, spike_rates
 
 # --------------------------------------------------------------------------- options
 
@@ -122,16 +126,39 @@ def build_snn(ann_model: nn.Module, snn_kwargs: Mapping) -> nn.Module:
     )
 
 
-def start_membrane(conv: Converted, images: jax.Array) -> dict:
-    """The state the counted steps of ``conv`` start from on ``images`` (protocol applied)."""
+def start_membrane(
+    conv: Converted,
+    images: jax.Array,
+    num_steps: int | None = None,
+    encoding: TimeBins | None = None,
+) -> dict:
+    """The state the counted steps of ``conv`` start from on ``images`` (protocol applied).
+
+    With ``encoding`` the protocol's pre-simulation consumes the frames of a run of
+    ``num_steps`` counted steps (`jaxsnn.simulate.protocols`); direct input needs no T.
+    """
     membrane = init_membrane(conv.model, images.shape, conv.membrane_init, images.dtype)
-    return conv.protocol.start(conv.model, conv.params, membrane, images)
+    if encoding is not None and num_steps is None:
+        raise ValueError("start_membrane: time-major input needs num_steps (the counted T)")
+    inputs, time_major = snn_input(images, num_steps or 1, encoding)
+    return conv.protocol.start(conv.model, conv.params, membrane, inputs, time_major=time_major)
 
 
-def run_converted(conv: Converted, images: jax.Array, num_steps: int, **kw) -> SimOutput:
+def run_converted(
+    conv: Converted,
+    images: jax.Array,
+    num_steps: int,
+    encoding: TimeBins | None = None,
+    **kw,
+) -> SimOutput:
     """Simulates ``conv`` on ``images``: its start protocol, then ``num_steps`` counted steps."""
-    membrane = start_membrane(conv, images)
-    return simulate(conv.model, conv.params, membrane, images, num_steps=num_steps, **kw)
+    membrane = start_membrane(conv, images, num_steps, encoding)
+    if encoding is None:
+        return simulate(conv.model, conv.params, membrane, images, num_steps=num_steps, **kw)
+    frames = conv.protocol.counted_frames(encoding(images, num_steps), num_steps)
+    return simulate(
+        conv.model, conv.params, membrane, frames, num_steps=num_steps, time_major=True, **kw
+    )
 
 
 # --------------------------------------------------------------------------- calibration
@@ -149,6 +176,8 @@ class Setup(NamedTuple):
       layers: the activation (spiking) layers in forward order.
       ann_logits, ann_acts: the ANN's logits and post-activation outputs on ``images[0]``.
       num_steps: T.
+      encoding: the SNN's input encoding (None: direct; `jaxsnn.simulate.TimeBins`: the
+        images are consumed as time-major frames).
     """
 
     ann_model: nn.Module
@@ -160,10 +189,15 @@ class Setup(NamedTuple):
     ann_logits: jax.Array
     ann_acts: dict
     num_steps: int
+    encoding: TimeBins | None = None
 
 
 def make_setup(
-    ann_model: nn.Module, variables: Mapping, batches: Sequence, num_steps: int
+    ann_model: nn.Module,
+    variables: Mapping,
+    batches: Sequence,
+    num_steps: int,
+    encoding: TimeBins | None = None,
 ) -> Setup:
     """Reads the calibration batches once and runs the ANN on the first."""
     batches = list(batches)
@@ -174,24 +208,44 @@ def make_setup(
     layers = activation_layers(ann_model, variables, images[0].shape)
     ann_logits, ann_acts = ann_activations(ann_model, variables, images[0])
     return Setup(
-        ann_model, variables, folded, images, batches, layers, ann_logits, ann_acts, num_steps
+        ann_model,
+        variables,
+        folded,
+        images,
+        batches,
+        layers,
+        ann_logits,
+        ann_acts,
+        num_steps,
+        encoding,
     )
 
 
 def simulate_from(
-    model: nn.Module, params: Mapping, u0, images: jax.Array, num_steps: int
+    model: nn.Module,
+    params: Mapping,
+    u0,
+    images: jax.Array,
+    num_steps: int,
+    encoding: TimeBins | None = None,
 ) -> SimOutput:
     """Simulates T steps from initial potentials ``u0`` (a membrane mode or ``{layer: u0}``)."""
     mode = u0 if isinstance(u0, str) else dict(u0)
     membrane = init_membrane(model, images.shape, mode, images.dtype)
-    return simulate(model, params, membrane, images, num_steps=num_steps)
+    inputs, time_major = snn_input(images, num_steps, encoding)
+    return simulate(model, params, membrane, inputs, num_steps=num_steps, time_major=time_major)
 
 
 def layer_rates(
-    model: nn.Module, params: Mapping, u0, images: jax.Array, num_steps: int
+    model: nn.Module,
+    params: Mapping,
+    u0,
+    images: jax.Array,
+    num_steps: int,
+    encoding: TimeBins | None = None,
 ) -> dict[str, jax.Array]:
     r"""Every spiking layer's time-averaged output :math:`\theta N(T)/T`, T steps from ``u0``."""
-    out = simulate_from(model, params, u0, images, num_steps)
+    out = simulate_from(model, params, u0, images, num_steps, encoding)
     return spike_rates(params, out.membrane, num_steps)
 
 

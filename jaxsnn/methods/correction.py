@@ -27,7 +27,7 @@ reference output A (the ANN is never modified):
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,7 @@ from jaxsnn.methods.common import layer_rates
 from jaxsnn.models import producer_of
 from jaxsnn.neurons import CAP, THRESHOLD
 from jaxsnn.ops import floor_ste
+from jaxsnn.simulate import snn_input
 from jaxsnn.tree import broadcast_channels, layer_leaves, replace_leaves
 
 
@@ -50,14 +51,14 @@ def _mode(u0):
 
 
 def _rate_gap(
-    snn_model, params, u0, images, ann_acts, layer, num_steps, *, per_channel
+    snn_model, params, u0, images, ann_acts, layer, num_steps, *, per_channel, encoding=None
 ) -> jax.Array:
     r""":math:`\bar A - \bar S` of ``layer`` under the current SNN (one T-step run from ``u0``).
 
     Means per channel over all axes but the last (``per_channel``), else over the batch axis only
     (one value per neuron position).
     """
-    rates = layer_rates(snn_model, params, u0, images, num_steps)[layer]
+    rates = layer_rates(snn_model, params, u0, images, num_steps, encoding)[layer]
     axes = tuple(range(rates.ndim - 1)) if per_channel else (0,)
     return jnp.mean(ann_acts[layer], axis=axes) - jnp.mean(rates, axis=axes)
 
@@ -71,6 +72,7 @@ class Pass(NamedTuple):
       ann_acts: the ANN's post-activation outputs on ``images`` (``{layer: array}``).
       layers: the spiking layers to correct, in forward order.
       num_steps: T.
+      encoding: the SNN's input encoding (None: direct).
     """
 
     model: nn.Module
@@ -78,6 +80,7 @@ class Pass(NamedTuple):
     ann_acts: Mapping
     layers: Sequence[str]
     num_steps: int
+    encoding: Any = None
 
     def gap(self, params: Mapping, u0, layer: str, *, per_channel: bool) -> jax.Array:
         """:math:`\bar A - \bar S` of ``layer`` under the current SNN (see :func:`_rate_gap`)."""
@@ -90,6 +93,7 @@ class Pass(NamedTuple):
             layer,
             self.num_steps,
             per_channel=per_channel,
+            encoding=self.encoding,
         )
 
 
@@ -128,8 +132,10 @@ def potential_calibration(
 # --------------------------------------------------------------------------- weight calibration
 
 
-@functools.partial(jax.jit, static_argnames=("snn_model", "num_steps", "producer", "layer"))
-def _layer_io(snn_model, params, membrane, images, *, num_steps, producer, layer):
+@functools.partial(
+    jax.jit, static_argnames=("snn_model", "num_steps", "producer", "layer", "encoding")
+)
+def _layer_io(snn_model, params, membrane, images, *, num_steps, producer, layer, encoding=None):
     """Time-averaged inputs ``(x̄, z̄)`` of the conv/dense ``producer`` and of ``layer``."""
     found = {}
 
@@ -139,15 +145,20 @@ def _layer_io(snn_model, params, membrane, images, *, num_steps, producer, layer
             found[path] = args[0]
         return next_fun(*args, **kwargs)
 
-    def step(state, _):
+    inputs, time_major = snn_input(images, num_steps, encoding)
+
+    def step(state, frame):
         found.clear()
         with nn.intercept_methods(tap):
             _, new = snn_model.apply(
-                {"params": params, "membrane": state}, images, mutable=["membrane"]
+                {"params": params, "membrane": state},
+                frame if time_major else images,
+                mutable=["membrane"],
             )
         return new["membrane"], (found[producer], found[layer])
 
-    _, (x_seq, z_seq) = jax.lax.scan(step, membrane, None, length=num_steps)
+    xs = inputs if time_major else None
+    _, (x_seq, z_seq) = jax.lax.scan(step, membrane, xs, length=num_steps)
     return jnp.mean(x_seq, axis=0), jnp.mean(z_seq, axis=0)
 
 
@@ -244,6 +255,7 @@ def weight_calibration(
     learning_rate: float = 1e-5,
     half_shift: bool = True,
     key: jax.Array,
+    encoding=None,
 ) -> dict:
     """Converts SNN params into params whose producer kernels fit the ANN outputs (sequential).
 
@@ -256,6 +268,8 @@ def weight_calibration(
       half_shift: fit the neuron's rounding (+½ from the θ/(2T) shift, default) instead of the
         reference code's floor without it (see :func:`_surrogate`).
       key: minibatch sampling.
+      encoding: the SNN's input encoding (None: direct); the fit targets the time-averaged
+        inputs of the encoded run.
     """
     for li, layer in enumerate(layers):
         producer = producer_of(layer, params)
@@ -271,6 +285,7 @@ def weight_calibration(
                 num_steps=num_steps,
                 producer=producer,
                 layer=layer,
+                encoding=encoding,
             )
             xs.append(x_bar)
             zs.append(z_bar)

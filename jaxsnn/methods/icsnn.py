@@ -27,8 +27,8 @@ from jaxsnn.methods.registry import Converted, Method, Option, register
 from jaxsnn.neurons import THRESHOLD
 
 
-def _icsnn(ann_model, variables, batches, opts) -> Converted:
-    setup = common.make_setup(ann_model, variables, batches, opts["T"])
+def _icsnn(ann_model, variables, batches, opts, *, encoding=None) -> Converted:
+    setup = common.make_setup(ann_model, variables, batches, opts["T"], encoding)
     layers, images = setup.layers, setup.images[0]
     model, snn_kwargs = common.snn_model(ann_model, per_channel=True)
     lam = common.leaves(setup.folded, THRESHOLD)

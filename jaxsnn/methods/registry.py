@@ -108,7 +108,9 @@ class Method:
     Attributes:
       name: ``config.convert.method``.
       summary: one line for the README's method table.
-      convert: ``(ann_model, ann_variables, calibration_batches, options) -> Converted``.
+      convert: ``(ann_model, ann_variables, calibration_batches, options) -> Converted``; a
+        method that reads data also takes the keyword ``encoding`` (the SNN's input encoding,
+        `jaxsnn.simulate.TimeBins`, given only when not direct).
       options: the options it reads, with their defaults for this method.
       needs_data: whether it reads calibration batches (training images).
       fitted_to_T: whether the conversion itself depends on ``T`` (thresholds, shifts or

@@ -1,4 +1,5 @@
-"""SNN simulation: ``lax.scan`` over time, start protocols (SRP, COS), readouts, vmapped sweeps."""
+"""SNN simulation: ``lax.scan`` over time (direct or time-major input), start protocols (SRP, COS),
+input encodings, readouts, vmapped sweeps."""
 
 from jaxsnn.simulate.core import (
     EVAL_UNROLL,
@@ -9,6 +10,7 @@ from jaxsnn.simulate.core import (
     simulate,
 )
 from jaxsnn.simulate.cos import cos_offset, cos_start, simulate_cos, spiking_layers
+from jaxsnn.simulate.encoding import TimeBins, snn_input, take_frames, time_bin_weights
 from jaxsnn.simulate.protocols import COS, SRP, Direct, Protocol
 from jaxsnn.simulate.readout import compensated_logits, compensated_rate, spike_rates
 from jaxsnn.simulate.srp import SRPOutput, simulate_srp, srp_reset, srp_start
@@ -22,6 +24,7 @@ __all__ = [
     "Protocol",
     "SRPOutput",
     "SimOutput",
+    "TimeBins",
     "backend_compiler_options",
     "collect_stats",
     "compensated_logits",
@@ -32,10 +35,13 @@ __all__ = [
     "simulate",
     "simulate_cos",
     "simulate_srp",
+    "snn_input",
     "spike_rates",
     "spiking_layers",
     "srp_reset",
     "srp_start",
     "sweep_initial_potentials",
     "sweep_threshold_scales",
+    "take_frames",
+    "time_bin_weights",
 ]

@@ -1,6 +1,8 @@
 """Time-stepped SNN simulation: one ``jax.lax.scan`` over steps, readout accumulated in the carry.
 
-Inputs use direct (analog) encoding: the same image is the input current source at every step.
+Inputs use direct (analog) encoding by default: the same image is the input current source at
+every step. With ``time_major=True`` the input is a sequence ``[T, B, ...]``, one frame per step
+(e.g. event-camera frames, `jaxsnn.simulate.encoding`), scanned alongside the membrane.
 The network's last layer is analog, so each step yields logits ``o_t``; the carry holds the
 running sum ``c_t = c_{t-1} + o_t`` in step order (the order of the reference implementations),
 and the scan returns ``c_t`` for every ``t ≤ T``: accuracy at every timestep from one pass.
@@ -21,7 +23,7 @@ from flax import linen as nn
 
 from jaxsnn import tree as tree_lib
 from jaxsnn.metrics.energy import sow_input_density
-from jaxsnn.typing import Images, LogitSeq, Membrane, StepValues
+from jaxsnn.typing import Frames, Images, LogitSeq, Membrane, StepValues
 
 
 class SimOutput(NamedTuple):
@@ -44,6 +46,16 @@ class SimOutput(NamedTuple):
 def _check_steps(num_steps: int, what: str = "num_steps (T)") -> None:
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps <= 0:
         raise ValueError(f"{what} must be a positive integer, got {num_steps!r}")
+
+
+def _check_frames(images, num_steps: int) -> None:
+    """Raises a one-line ``ValueError`` unless ``images`` is ``[num_steps, B, ...]``."""
+    shape = tuple(jnp.shape(images))
+    if not shape or shape[0] != num_steps:
+        raise ValueError(
+            f"images: time-major input must be [T, B, H, W, C] with T = num_steps = {num_steps} "
+            f"frames, got shape {shape}"
+        )
 
 
 def _check_images(model: nn.Module, params: Mapping, membrane: Mapping, images) -> None:
@@ -164,56 +176,65 @@ def fast_jit(fn=None, *, static_argnames=(), **jit_kwargs):
     return wrap if fn is None else wrap(fn)
 
 
-@functools.partial(fast_jit, static_argnames=("model", "num_steps", "stats", "unroll"))
+@functools.partial(
+    fast_jit, static_argnames=("model", "num_steps", "stats", "unroll", "time_major")
+)
 def simulate(
     model: nn.Module,
     params: Mapping,
     membrane: Mapping,
-    images: Images,
+    images: Images | Frames,
     *,
     num_steps: int,
     stats: bool = False,
     unroll: int = EVAL_UNROLL,
+    time_major: bool = False,
 ) -> SimOutput:
-    """Runs the SNN ``model`` for ``num_steps`` steps on direct-encoded ``images``.
+    """Runs the SNN ``model`` for ``num_steps`` steps on direct-encoded or time-major input.
 
     Args:
       model: an SNN module (see :func:`jaxsnn.convert.make_snn_model`).
       params: its ``'params'`` collection (thresholds and spike caps included).
       membrane: initial ``'membrane'`` collection (:func:`jaxsnn.convert.init_membrane`).
-      images: ``[B, H, W, C]``; fed unchanged at every step.
-      num_steps: T > 0.
+      images: ``[B, H, W, C]``, fed unchanged at every step; with ``time_major``, ``[T, B, H, W,
+        C]``, frame ``t`` fed at step ``t + 1``.
+      num_steps: T > 0 (with ``time_major``, the number of frames).
       stats: also return per-layer, per-step, per-sample spike counts and, for every conv/dense,
         the fraction of non-zero input entries (``'input_density'``, for the energy estimate).
       unroll: ``lax.scan`` unroll factor (results do not depend on it; the default is the
         fastest measured, see :data:`EVAL_UNROLL`).
+      time_major: ``images`` is a sequence of frames, one per step (scanned as ``xs``).
 
     Returns:
       A :class:`SimOutput` with time-major ``[T, B, K]`` arrays.
     """
     _check_steps(num_steps)
-    _check_images(model, params, membrane, images)
+    if time_major:
+        _check_frames(images, num_steps)
+    first = images[0] if time_major else images
+    _check_images(model, params, membrane, first)
     mutable = ["membrane", "stats"] if stats else ["membrane"]
 
-    def apply(state):
-        return model.apply({"params": params, "membrane": state}, images, mutable=mutable)
+    def apply(state, x):
+        return model.apply({"params": params, "membrane": state}, x, mutable=mutable)
 
-    def step(carry, _):
+    def step(carry, frame):
         state, total = carry
+        x = frame if time_major else images
         if stats:
             with nn.intercept_methods(sow_input_density):
-                out, new_vars = apply(state)
+                out, new_vars = apply(state, x)
         else:
-            out, new_vars = apply(state)
+            out, new_vars = apply(state, x)
         total = total + out
         sown = collect_stats(new_vars["stats"]) if stats else {}
         return (new_vars["membrane"], total), (total, out, sown)
 
     out_shape = jax.eval_shape(
-        lambda: model.apply({"params": params, "membrane": membrane}, images, mutable=["membrane"])
+        lambda: model.apply({"params": params, "membrane": membrane}, first, mutable=["membrane"])
     )[0]
     total0 = jnp.zeros(out_shape.shape, out_shape.dtype)
     (final, _), (cumulative, outputs, sown) = jax.lax.scan(
-        step, (membrane, total0), None, length=num_steps, unroll=unroll
+        step, (membrane, total0), images if time_major else None, length=num_steps, unroll=unroll
     )
     return SimOutput(cumulative, outputs, sown, final)

@@ -27,6 +27,10 @@ The released code's *sentinel leak*: a neuron that fired at every pre-simulation
 ends with :math:`u_\tau \ge 1` has no non-firing step, so :math:`m_\uparrow = -1000` and it is
 shifted up by ≈ 1001 thresholds (it then fires at every step). ``guard=True`` shifts such a
 neuron up by one threshold instead; the default keeps the released behaviour.
+
+With time-major input (``time_major=True``, ``images`` of ``[N, B, ...]``) each pass runs on
+frames ``0 .. τ-1`` and the counted run replays the sequence from frame 0, as the released code
+replays its inputs (`jaxsnn.simulate.protocols`).
 """
 
 from collections.abc import Mapping
@@ -39,6 +43,7 @@ from jaxsnn import tree
 from jaxsnn.models import call_order
 from jaxsnn.neurons import CAP, IF, THRESHOLD, NeuronState, SpikingActivation
 from jaxsnn.simulate.core import simulate
+from jaxsnn.simulate.encoding import take_frames
 
 _SENTINEL = 1000.0
 
@@ -55,8 +60,13 @@ def spiking_layers(model: nn.Module, params: Mapping, membrane: Mapping, images)
     )
 
 
-def layer_inputs(model, params, membrane, images, *, layer: str, num_steps: int) -> jax.Array:
-    """The input current of spiking ``layer`` at each of ``num_steps`` steps: ``[T, B, ...]``."""
+def layer_inputs(
+    model, params, membrane, images, *, layer: str, num_steps: int, time_major: bool = False
+) -> jax.Array:
+    """The input current of spiking ``layer`` at each of ``num_steps`` steps: ``[T, B, ...]``.
+
+    With ``time_major`` step ``t`` is fed frame ``t`` of ``images`` (modulo its length).
+    """
     found: dict = {}
 
     def tap(next_fun, args, kwargs, context):
@@ -64,14 +74,17 @@ def layer_inputs(model, params, membrane, images, *, layer: str, num_steps: int)
             found["x"] = args[0]
         return next_fun(*args, **kwargs)
 
-    def step(state, _):
+    def step(state, frame):
         with nn.intercept_methods(tap):
             _, new = model.apply(
-                {"params": params, "membrane": state}, images, mutable=["membrane", "stats"]
+                {"params": params, "membrane": state},
+                frame if time_major else images,
+                mutable=["membrane", "stats"],
             )
         return new["membrane"], found.pop("x")
 
-    _, xs = jax.lax.scan(step, membrane, None, length=num_steps)
+    frames = take_frames(images, 0, num_steps) if time_major else None
+    _, xs = jax.lax.scan(step, membrane, frames, length=num_steps)
     return xs
 
 
@@ -122,11 +135,13 @@ def cos_start(
     *,
     presim: int,
     guard: bool = False,
+    time_major: bool = False,
 ) -> dict:
     """The COS start state: every spiking layer's ``v`` shifted per neuron and per sample.
 
     ``membrane`` is the uncalibrated start (``v = ½`` for COS); counts and masks are kept as
-    they are (zero / one). ``presim = 0`` returns ``membrane`` unchanged (plain QCFS).
+    they are (zero / one). ``presim = 0`` returns ``membrane`` unchanged (plain QCFS). With
+    ``time_major`` the passes run on frames ``0 .. presim-1`` of ``images``.
     """
     if presim == 0:
         return membrane
@@ -134,9 +149,12 @@ def cos_start(
     caps = tree.layer_leaves(params, CAP)
     starts = tree.layer_leaves(membrane, "v")
     calibrated: dict[str, jax.Array] = {}
-    for layer in spiking_layers(model, params, membrane, images):
+    first = images[0] if time_major else images
+    for layer in spiking_layers(model, params, membrane, first):
         current = tree.replace_leaves(membrane, {f"{k}/v": v for k, v in calibrated.items()})
-        xs = layer_inputs(model, params, current, images, layer=layer, num_steps=presim)
+        xs = layer_inputs(
+            model, params, current, images, layer=layer, num_steps=presim, time_major=time_major
+        )
         theta = jnp.asarray(thetas[layer], xs.dtype)
         if theta.ndim:  # As the layer broadcasts a per-channel θ (a scalar stays a scalar).
             theta = theta.reshape((1,) * (xs.ndim - 2) + theta.shape)
@@ -147,8 +165,24 @@ def cos_start(
 
 
 def simulate_cos(
-    model, params, membrane, images, *, presim: int, num_steps: int, guard: bool = False, **kw
+    model,
+    params,
+    membrane,
+    images,
+    *,
+    presim: int,
+    num_steps: int,
+    guard: bool = False,
+    time_major: bool = False,
+    **kw,
 ):
-    """Runs COS: the calibrated start (:func:`cos_start`), then ``num_steps`` counted steps."""
-    start = cos_start(model, params, membrane, images, presim=presim, guard=guard)
-    return simulate(model, params, start, images, num_steps=num_steps, **kw)
+    """Runs COS: the calibrated start (:func:`cos_start`), then ``num_steps`` counted steps.
+
+    With ``time_major`` the counted steps replay ``images`` from frame 0.
+    """
+    start = cos_start(
+        model, params, membrane, images, presim=presim, guard=guard, time_major=time_major
+    )
+    if time_major:
+        images = take_frames(images, 0, num_steps)
+    return simulate(model, params, start, images, num_steps=num_steps, time_major=time_major, **kw)

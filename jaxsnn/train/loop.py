@@ -27,6 +27,7 @@ from etils import epath
 from jaxsnn import data, models, progress
 from jaxsnn.train import checkpoint, sharding
 from jaxsnn.train.state import create_optimizer, create_schedule, make_init_fn
+from jaxsnn.train.steps import SoftTargets
 
 
 class MetricWriter:
@@ -76,12 +77,49 @@ def validate_config(config: ml_collections.ConfigDict, mesh) -> None:
         raise ValueError(
             f"config.init_threshold: must be finite and > 0, got {config.init_threshold!r}"
         )
-    for field in ("learning_rate", "weight_decay", "momentum"):
+    for field in (
+        "learning_rate",
+        "weight_decay",
+        "momentum",
+        "min_learning_rate",
+        "warmup_learning_rate",
+    ):
         value = config.get(field, 0.0)
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise ValueError(f"config.{field}: must be a finite number >= 0, got {value!r}")
+    for field, high in (("label_smoothing", 1.0), ("mixup_prob", 1.0), ("mixup_alpha", None)):
+        value = config.get(field, None)
+        if value is None:  # Unset: off (the step without soft targets).
+            continue
+        ok = isinstance(value, int | float) and math.isfinite(value) and value >= 0
+        if ok and high is not None:
+            ok = value <= high if field == "mixup_prob" else value < high
+        if not ok:
+            limit = "in [0, 1]" if field == "mixup_prob" else "in [0, 1)" if high else ">= 0"
+            raise ValueError(f"config.{field}: must be a number {limit}, got {value!r}")
     sharding.check_batch_size(config.batch_size, mesh, "config.batch_size")
     sharding.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+
+
+def soft_targets(config: ml_collections.ConfigDict, num_classes: int, steps_per_epoch: int):
+    """Label smoothing and mixup from ``config`` (None when both are off: the plain step).
+
+    Reads ``label_smoothing``, ``mixup_alpha``, ``mixup_prob`` (default 1) and
+    ``mixup_off_epoch`` (mixup stops from that epoch on; 0 or None: never).
+    """
+    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+    alpha = float(config.get("mixup_alpha", 0.0) or 0.0)
+    if smoothing == 0.0 and alpha == 0.0:
+        return None
+    off = config.get("mixup_off_epoch", None)
+    prob = config.get("mixup_prob", None)
+    return SoftTargets(
+        num_classes=num_classes,
+        label_smoothing=smoothing,
+        mixup_alpha=alpha,
+        mixup_prob=1.0 if prob is None else float(prob),
+        mixup_stop_step=int(off) * steps_per_epoch if off else None,
+    )
 
 
 @jax.jit
@@ -188,6 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         tx=tx,
         schedule=create_schedule(config, steps_per_epoch),
         threshold_min=config.get("threshold_min", 1e-3),
+        targets=soft_targets(config, num_classes, steps_per_epoch),
     )
     eval_fn = sharding.jit_eval_step(mesh, model=model)
     writer = MetricWriter(workdir)

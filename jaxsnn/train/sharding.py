@@ -248,19 +248,22 @@ def replicate(tree, mesh: Mesh):
     return jax.tree.map(put, tree)
 
 
-def jit_train_step(mesh: Mesh, *, model, tx, schedule=None, threshold_min: float = 1e-3):
+def jit_train_step(
+    mesh: Mesh, *, model, tx, schedule=None, threshold_min: float = 1e-3, targets=None
+):
     """``train_step(state, batch, loop_key)`` jitted: state replicated and donated, batch split.
 
     Args:
       mesh: the data mesh.
-      model, tx, schedule, threshold_min: bound as static arguments of
+      model, tx, schedule, threshold_min, targets: bound as static arguments of
         :func:`~jaxsnn.train.steps.train_step`.
 
     Returns:
       A jitted function ``(state, batch, loop_key) -> (state, metrics)``; ``state`` is donated.
     """
+    kwargs = {} if targets is None else {"targets": targets}
     step = functools.partial(
-        train_step, model=model, tx=tx, schedule=schedule, threshold_min=threshold_min
+        train_step, model=model, tx=tx, schedule=schedule, threshold_min=threshold_min, **kwargs
     )
     rep = replicated(mesh)
     return jax.jit(
