@@ -243,16 +243,12 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     needs_data = methods.needs_data(method, opts)
     batches = calibration_batches(config, opts, run.shard) if needs_data else []
     logging.info("converting with %s (%d calibration batches)", method, len(batches))
-<<<<<<< HEAD
-    conv = methods.convert(method, run.ann_model, run.variables, batches, opts)
+    encoding = input_encoding(config)
+    conv = methods.convert(method, run.ann_model, run.variables, batches, opts, encoding=encoding)
     nir_graph = None  # Built before evaluating, so a method NIR cannot express fails early.
     if cc.get("export") == "nir":
         meta = {"method": method, "jaxsnn_version": __version__}
         nir_graph = export.converted_to_nir(conv, run.input_shape, num_steps=T, metadata=meta)
-=======
-    encoding = input_encoding(config)
-    conv = methods.convert(method, run.ann_model, run.variables, batches, opts, encoding=encoding)
->>>>>>> events
     thresholds = {  # Every θ finite and > 0 (with the layer's name) before anything runs.
         k: np.asarray(jax.device_get(v)).tolist()
         for k, v in extract_thresholds(conv.params).items()
