@@ -205,7 +205,10 @@ SMALL = {"calib_batches": 1, "calib_batch_size": 8}
 def test_convert_writes_snn_nir_beside_results(trained, method):
     config, workdir = trained
     opts = SMALL if method != "qcfs" else {}
-    results = _convert(config, workdir, method=method, T=4, export="nir", **opts)
+    # Its own folder: other modules convert qcfs at T=4 on the shared model with other options.
+    results = _convert(
+        config, workdir, method=method, T=4, export="nir", output_dir=f"snn_nir_{method}", **opts
+    )
     out = pathlib.Path(results["output_dir"])
     assert (out / "results.json").exists()
     imported = export.from_nir(out / "snn.nir")

@@ -1,8 +1,8 @@
-"""Spec §10 invariants as exact property tests, and the map of which test covers which invariant.
+"""The invariants of docs/methods.md#invariants as exact property tests, and the map of which test covers which invariant.
 
 Exactness: inputs are dyadic (z/θ = m/2^k; θ, T or L powers of two where something is divided by
 them), so every float32 operation involved is exact and results are compared bit for bit. The
-spec's float32 caveat (ties of non-dyadic values disagree ~4 % of the time) is why.
+float32 caveat of docs/methods.md (ties of non-dyadic values disagree ~4 % of the time) is why.
 
 Invariant → tests (``inv`` = this file, ``more`` = tests/test_invariants_more.py):
 
@@ -208,7 +208,7 @@ def _qcfs_grads(x, lam, levels):
     numerators=st.lists(st.integers(-64, 600), min_size=8, max_size=8),
 )
 def test_qcfs_gradients_exact(log_levels, log_lam, k, numerators):
-    """I-2 (§2.1): with q = ⌊Lz/λ + ½⌋/L, ∂h/∂z = 1[0 ≤ q ≤ 1] ∈ {0, 1} and
+    """I-2 (QCFS surrogate): with q = ⌊Lz/λ + ½⌋/L, ∂h/∂z = 1[0 ≤ q ≤ 1] ∈ {0, 1} and
     ∂h/∂λ = clip(q, 0, 1) − 1[0 ≤ q ≤ 1]·z/λ, exactly (L, λ powers of two, dyadic z/λ)."""
     levels, lam = 2**log_levels, 2.0**log_lam
     c = np.concatenate([np.asarray(numerators, np.float64) / 2**k, [-0.5 / levels, 1.0]])
@@ -341,7 +341,7 @@ def test_srp_silencing_interval_and_masked_dynamics(log_tau, num_steps, log_thet
     model = _Layer(masked=True)
     params = {"act": _params(jnp.full((6,), theta))}
     out = simulate_srp(model, params, x, presim=tau, num_steps=num_steps)
-    silenced = (_DELTAS >= 0) & (_DELTAS <= 1e-3)  # the spec's interval
+    silenced = (_DELTAS >= 0) & (_DELTAS <= 1e-3)  # the documented interval
     n_tau = np.clip(np.floor(tau * c + 0.5), 0, tau)
     assert np.array_equal(0.5 + tau * c - n_tau > 1e-3, ~silenced)  # the interval is I-4's rule
     membrane = out.sim.membrane["act"]
@@ -396,7 +396,7 @@ def test_threshold_normalisation_is_bit_exact(xs, lam, neuron):
     cap=st.integers(1, 3),
 )
 def test_normalised_neurons_equal_raw_unit_neurons(log_t, log_theta, k, numerators, cap):
-    """I-7 (§1.2): Neuron(θ, x) = θ·Neuron(1, x/θ). The library's normalised IF (u = v/θ) and
+    """I-7 (threshold scaling): Neuron(θ, x) = θ·Neuron(1, x/θ). The library's normalised IF (u = v/θ) and
     burst neurons against raw-unit references (v += x, fire v ≥ θ, v −= sθ), exact arithmetic."""
     num_steps, theta = 2**log_t, 2.0**log_theta
     z = np.asarray(numerators, np.float64) / 2**k * theta

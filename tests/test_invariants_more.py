@@ -1,4 +1,4 @@
-"""Spec §10 invariants I-6, I-9, I-10 and I-12 as property tests (coverage map: test_invariants.py).
+"""The invariants (docs/methods.md#invariants) I-6, I-9, I-10 and I-12 as property tests (coverage map: test_invariants.py).
 
 Where the theory promises equality the inputs are dyadic (thresholds, T and batch sizes powers of
 two), so the float32 computations are exact and compared bit for bit; BN folding (I-6) is checked
@@ -48,7 +48,7 @@ def test_fold_batchnorm_property(seed, kernel, strides, use_bias, log_var_low):
     """I-6: eval-mode conv → BN equals the folded conv (W' = Wγ/s, b' = β + (b − μ)γ/s,
     s = √(σ² + ε)) for any statistics (γ of either sign, σ² down to e^-12, strided, with and
     without conv bias): in float64 to ~1e-13 of the output's magnitude bound, in float32 to the
-    spec's 1e-5."""
+    documented 1e-5."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(2, 5, 5, 3))
     w = rng.normal(size=(kernel, kernel, 3, 4))
@@ -88,7 +88,7 @@ def test_fold_batchnorm_property(seed, kernel, strides, use_bias, log_var_low):
     numerators=st.lists(st.integers(-32, 400), min_size=12, max_size=12),
 )
 def test_surrogate_exact(log_t, cap, log_v, k, numerators):
-    """I-9 (§5.2): the search's surrogate is Q(x; V) = (V/T)·⌊T·clip(x/V, 0, M)⌋, without the
+    """I-9 (threshold search): the search's surrogate is Q(x; V) = (V/T)·⌊T·clip(x/V, 0, M)⌋, without the
     neuron's +½; a dead channel's V = 0 gives Q = 0 (guarded, no NaN). Exact: V, T powers of 2."""
     num_steps = 2**log_t
     v = np.array([*(2.0 ** np.asarray(log_v)), 0.0])
@@ -106,7 +106,7 @@ def test_surrogate_exact(log_t, cap, log_v, k, numerators):
     num_steps=st.sampled_from([1, 2, 4, 32]),
 )
 def test_surrogate_at_the_threshold_is_the_threshold(v, num_steps):
-    """I-9 (§5.2): at x = V, x/V = 1, so Q(V; V) = (V/T)⌊T⌋ = V and a constant channel has zero
+    """I-9 (threshold search): at x = V, x/V = 1, so Q(V; V) = (V/T)⌊T⌋ = V and a constant channel has zero
     error at V = max: the search must return its max (ties keep the larger V). XLA:CPU rewrites
     x / broadcast(V) as x·fl(1/V), which is 1 − 2⁻²⁴ at x = V for about 13 % of float32 V (e.g.
     47/16); the surrogate must divide exactly all the same."""
@@ -186,7 +186,7 @@ class _ReLUOnly(nn.Module):
 
 
 def _guarded(theta: np.ndarray) -> np.ndarray:
-    """The spec's guard for dead channels (θ ≤ 0): the layer's largest valid θ, else a floor."""
+    """The documented guard for dead channels (θ ≤ 0): the layer's largest valid θ, else a floor."""
     valid = theta > 0
     fallback = np.max(theta[valid]) if np.any(valid) else DEAD_LAYER_THRESHOLD
     return np.where(valid, theta, fallback)

@@ -195,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         total_steps = min(total_steps, config.max_steps)
     tx = create_optimizer(config, steps_per_epoch)
 
-    # Keys (STYLE item 9) and state. Setup may copy small host values (the seed, init
+    # Keys (one named split per use) and state. Setup may copy small host values (the seed, init
     # constants, restored arrays) to the device; the transfer guard that train.py sets is
     # meant for the training loop below. The host data pipeline seeds its numpy streams from
     # (config.seed, epoch, step) itself, so no data key is derived here.
