@@ -8,13 +8,12 @@ defaults, as a user calls them. ``ratio`` = loop time ÷ sweep time: above 1 the
 The records also say how far the sweep's logits are from the loop's.
 
 The library's sweep is ``jax.lax.map`` over the K values, one at a time on CPU. Next to it the
-records time the alternatives it was chosen over: ``map_c`` runs ``c`` values at a time vmapped
-(the groups in a loop inside the same compiled call) and ``vmap`` all K at once (what the library
-did before). On a CPU a K·B batch is slower per image than K batches of B once it no longer fits
-the caches, which is what makes a full vmap lose to the loop at large K.
+records time the alternatives, through the sweep's ``group`` argument: ``map_c`` runs ``c``
+values at a time vmapped (the groups in a loop inside the same compiled call) and ``vmap`` all K
+at once (the default on other backends). On this CPU the full vmap lost to the loop at batch
+16–32 and won at VGG-16's batch 4 (README, Benchmarks).
 """
 
-import functools
 import statistics
 
 import jax
@@ -24,28 +23,6 @@ import numpy as np
 from bench import common
 from jaxsnn import convert as convert_lib
 from jaxsnn.simulate import simulate, sweep_initial_potentials, sweep_threshold_scales
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num_steps", "batch_size"))
-def mapped_threshold_scales(model, params, membrane, images, scales, *, num_steps, batch_size):
-    """Like ``sweep_threshold_scales`` but ``lax.map`` in groups of ``batch_size``."""
-
-    def one(scale):
-        p = convert_lib.scale_thresholds(params, scale)
-        return simulate(model, p, membrane, images, num_steps=num_steps).cumulative
-
-    return jax.lax.map(one, scales, batch_size=batch_size)
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num_steps", "batch_size"))
-def mapped_initial_potentials(model, params, images, fractions, *, num_steps, batch_size):
-    """Like ``sweep_initial_potentials`` but ``lax.map`` in groups of ``batch_size``."""
-
-    def one(alpha):
-        membrane = convert_lib.init_membrane(model, images.shape, alpha, images.dtype)
-        return simulate(model, params, membrane, images, num_steps=num_steps).cumulative
-
-    return jax.lax.map(one, fractions, batch_size=batch_size)
 
 
 def _fns(b, kind: str, K: int, T: int, map_sizes=(4,)):
@@ -64,7 +41,7 @@ def _fns(b, kind: str, K: int, T: int, map_sizes=(4,)):
             return [simulate(s, tree, m, x, num_steps=T).cumulative for tree in trees]
 
         def mapped(c):
-            return lambda: mapped_threshold_scales(s, p, m, x, values, num_steps=T, batch_size=c)
+            return lambda: sweep_threshold_scales(s, p, m, x, values, num_steps=T, group=c)
 
     else:
         values = jnp.linspace(0.0, 1.0, K, dtype=jnp.float32)
@@ -78,7 +55,7 @@ def _fns(b, kind: str, K: int, T: int, map_sizes=(4,)):
             return [simulate(s, p, mem, x, num_steps=T).cumulative for mem in membranes]
 
         def mapped(c):
-            return lambda: mapped_initial_potentials(s, p, x, values, num_steps=T, batch_size=c)
+            return lambda: sweep_initial_potentials(s, p, x, values, num_steps=T, group=c)
 
     fns = {"sweep": sweep, "loop": loop}
     fns.update({f"map_{c}": mapped(c) for c in map_sizes if 1 < c < K})

@@ -116,7 +116,8 @@ def test_both_roles_against_brute_force(tables, ratio, data):
 
 
 def test_desired_cap_looked_up_by_value():
-    """The allocation fix (docs/methods.md, burst allocation): with min_spikes = 3, M_d = 4 is candidate index 1 (not index 3)."""
+    """The allocation fix (docs/methods.md, burst allocation): with min_spikes = 3, M_d = 4 is
+    candidate index 1 (not index 3)."""
     sens = np.asarray([[4.0, 2.0, 1.5, 0.0]] * 2)
     energy = np.asarray([[1.0, 2.0, 3.0, 4.0]] * 2)
     caps, budget = allocate_caps(sens, energy, [3, 4, 5, 6], desired=4, ratio=1.0)

@@ -1,4 +1,5 @@
-"""The invariants of docs/methods.md#invariants as exact property tests, and the map of which test covers which invariant.
+"""The invariants of docs/methods.md#invariants as exact property tests, and the map of which
+test covers which invariant.
 
 Exactness: inputs are dyadic (z/θ = m/2^k; θ, T or L powers of two where something is divided by
 them), so every float32 operation involved is exact and results are compared bit for bit. The
@@ -396,8 +397,9 @@ def test_threshold_normalisation_is_bit_exact(xs, lam, neuron):
     cap=st.integers(1, 3),
 )
 def test_normalised_neurons_equal_raw_unit_neurons(log_t, log_theta, k, numerators, cap):
-    """I-7 (threshold scaling): Neuron(θ, x) = θ·Neuron(1, x/θ). The library's normalised IF (u = v/θ) and
-    burst neurons against raw-unit references (v += x, fire v ≥ θ, v −= sθ), exact arithmetic."""
+    """I-7 (threshold scaling): Neuron(θ, x) = θ·Neuron(1, x/θ). The library's normalised IF
+    (u = v/θ) and burst neurons against raw-unit references (v += x, fire v ≥ θ, v −= sθ), exact
+    arithmetic."""
     num_steps, theta = 2**log_t, 2.0**log_theta
     z = np.asarray(numerators, np.float64) / 2**k * theta
     x = jnp.asarray(z, F32)

@@ -1,4 +1,5 @@
-"""The invariants (docs/methods.md#invariants) I-6, I-9, I-10 and I-12 as property tests (coverage map: test_invariants.py).
+"""The invariants (docs/methods.md#invariants) I-6, I-9, I-10 and I-12 as property tests
+(coverage map: test_invariants.py).
 
 Where the theory promises equality the inputs are dyadic (thresholds, T and batch sizes powers of
 two), so the float32 computations are exact and compared bit for bit; BN folding (I-6) is checked
@@ -88,8 +89,9 @@ def test_fold_batchnorm_property(seed, kernel, strides, use_bias, log_var_low):
     numerators=st.lists(st.integers(-32, 400), min_size=12, max_size=12),
 )
 def test_surrogate_exact(log_t, cap, log_v, k, numerators):
-    """I-9 (threshold search): the search's surrogate is Q(x; V) = (V/T)·⌊T·clip(x/V, 0, M)⌋, without the
-    neuron's +½; a dead channel's V = 0 gives Q = 0 (guarded, no NaN). Exact: V, T powers of 2."""
+    """I-9 (threshold search): the search's surrogate is Q(x; V) = (V/T)·⌊T·clip(x/V, 0, M)⌋,
+    without the neuron's +½; a dead channel's V = 0 gives Q = 0 (guarded, no NaN). Exact: V, T
+    powers of 2."""
     num_steps = 2**log_t
     v = np.array([*(2.0 ** np.asarray(log_v)), 0.0])
     x = np.asarray(numerators, np.float64).reshape(3, 4) / 2**k
@@ -106,10 +108,10 @@ def test_surrogate_exact(log_t, cap, log_v, k, numerators):
     num_steps=st.sampled_from([1, 2, 4, 32]),
 )
 def test_surrogate_at_the_threshold_is_the_threshold(v, num_steps):
-    """I-9 (threshold search): at x = V, x/V = 1, so Q(V; V) = (V/T)⌊T⌋ = V and a constant channel has zero
-    error at V = max: the search must return its max (ties keep the larger V). XLA:CPU rewrites
-    x / broadcast(V) as x·fl(1/V), which is 1 − 2⁻²⁴ at x = V for about 13 % of float32 V (e.g.
-    47/16); the surrogate must divide exactly all the same."""
+    """I-9 (threshold search): at x = V, x/V = 1, so Q(V; V) = (V/T)⌊T⌋ = V and a constant channel
+    has zero error at V = max: the search must return its max (ties keep the larger V). XLA:CPU
+    rewrites x / broadcast(V) as x·fl(1/V), which is 1 − 2⁻²⁴ at x = V for about 13 % of float32 V
+    (e.g. 47/16); the surrogate must divide exactly all the same."""
     a = np.float32(v)
     q = surrogate(jnp.full((8, 1), a), jnp.full((1, 1), a), num_steps, 1)
     theta = batch_threshold(

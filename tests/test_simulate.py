@@ -212,3 +212,15 @@ def test_bfloat16_simulation_runs_under_strict_promotion(tiny):
         ref.cumulative,
         atol=0.25 * float(jnp.abs(ref.cumulative).max()) + 0.1,
     )
+
+
+def test_sweep_groups_give_the_one_at_a_time_result(tiny):
+    """``group`` only changes how many values run vmapped together, not the numbers."""
+    _, _, snn, params, x = tiny
+    fractions = jnp.array([0.0, 0.25, 0.5], jnp.float32)
+    one = sweep_initial_potentials(snn, params, x, fractions, num_steps=4, group=1)
+    for group in (2, 3, 8):
+        got = sweep_initial_potentials(snn, params, x, fractions, num_steps=4, group=group)
+        np.testing.assert_array_equal(got, one)
+    with pytest.raises(ValueError, match="group must be a positive"):
+        sweep_initial_potentials(snn, params, x, fractions, num_steps=4, group=0)

@@ -839,7 +839,7 @@ def section_torch_compile(cfg, budget: Budget, platform: str) -> None:
 
 
 def section_sweep(cfg, budget: Budget, platform: str) -> None:
-    """The vmapped sweeps (and the ``lax.map`` proposal) against K ``simulate`` calls."""
+    """The library's sweeps and their other `group` sizes against K ``simulate`` calls."""
     from bench import sweep
 
     for name, batch in cfg["networks"].items():
