@@ -29,6 +29,8 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import io
+import logging
 import os
 import pathlib
 import re
@@ -131,5 +133,18 @@ def prepare(
         # and a builder only reads the split sizes from disk when it is constructed.
         builder = builder_cls(config=config, data_dir=data_dir)
         if not builder.is_prepared():
-            builder.download_and_prepare(file_format="array_record")
+            # TFDS prints "Downloading and preparing dataset …" to stdout (nothing is downloaded
+            # here): it goes to the log instead of the console.
+            with contextlib.redirect_stdout(_LogLines()):
+                builder.download_and_prepare(file_format="array_record")
     return builder
+
+
+class _LogLines(io.TextIOBase):
+    """A text stream whose non-empty lines become INFO log records."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                logging.getLogger(__name__).info("%s", line.strip())
+        return len(text)
