@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from run_helpers import convert as convert_run
 
 from jaxsnn import methods
 from jaxsnn.cli import convert as engine
@@ -27,13 +28,6 @@ SMALL = {
 }
 
 
-def _convert(config, workdir, **overrides):
-    config = config.copy_and_resolve_references()
-    config.convert.update(overrides)
-    config.convert.progress = False
-    return engine.convert_and_evaluate(config, workdir)
-
-
 def _small(name: str) -> dict:
     """``SMALL`` restricted to the options method ``name`` reads."""
     return {k: v for k, v in SMALL.items() if k in methods.get(name).defaults()}
@@ -41,7 +35,7 @@ def _small(name: str) -> dict:
 
 def test_qcfs_results_schema_and_outputs(trained):
     config, workdir = trained
-    results = _convert(
+    results = convert_run(
         config, workdir, method="qcfs", T=4, sweep={"kind": "threshold", "values": [0.5, 1.0, 2.0]}
     )
     out = pathlib.Path(workdir) / "snn_qcfs-T4"
@@ -69,7 +63,7 @@ def test_qcfs_results_schema_and_outputs(trained):
 
 def test_results_record_their_provenance(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="qcfs", T=2)
+    results = convert_run(config, workdir, method="qcfs", T=2)
     assert results["method_options"] == methods.resolve_options("qcfs", {"T": 2})
     assert results["config"]["convert"]["method"] == "qcfs"
     assert results["dataset"] == {"name": "idx", "split": "test", "num_examples": 20}
@@ -83,7 +77,7 @@ def test_results_record_their_provenance(trained):
 
 def test_srp_reports_honest_latency(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="srp", T=3, presim=2)
+    results = convert_run(config, workdir, method="srp", T=3, presim=2)
     assert results["latency_steps"] == [3, 4, 5]
     assert set(results["srp_mask_fraction"]) == {"conv1_act", "fc1_act"}
     assert pathlib.Path(results["output_dir"]).name == "snn_srp-T3-presim=2"
@@ -91,7 +85,7 @@ def test_srp_reports_honest_latency(trained):
 
 def test_calibration_method_runs_through_the_same_schema(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="calib_light", T=4, **_small("calib_light"))
+    results = convert_run(config, workdir, method="calib_light", T=4, **_small("calib_light"))
     assert len(results["snn_accuracy"]) == 4 and results["method_fields"]
     assert results["fitted_to_T"] is True
 
@@ -99,8 +93,8 @@ def test_calibration_method_runs_through_the_same_schema(trained):
 def test_two_conversions_in_one_workdir_both_survive(trained):
     """Options that change the result change the folder: no run overwrites another."""
     config, workdir = trained
-    a = _convert(config, workdir, method="calib_max", T=2, **_small("calib_max"))
-    b = _convert(
+    a = convert_run(config, workdir, method="calib_max", T=2, **_small("calib_max"))
+    b = convert_run(
         config,
         workdir,
         method="calib_max",
@@ -121,21 +115,23 @@ def test_two_conversions_in_one_workdir_both_survive(trained):
 
 def test_identical_rerun_reuses_its_folder_and_another_config_is_refused(trained):
     config, workdir = trained
-    first = _convert(config, workdir, method="zero", T=2, output_dir="snn_fixed")
-    again = _convert(config, workdir, method="zero", T=2, output_dir="snn_fixed")
+    first = convert_run(config, workdir, method="zero", T=2, output_dir="snn_fixed")
+    again = convert_run(config, workdir, method="zero", T=2, output_dir="snn_fixed")
     assert again["snn_accuracy"] == first["snn_accuracy"]
     folder = pathlib.Path(first["output_dir"])
     before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
     with pytest.raises(FileExistsError, match="holds another conversion"):
-        _convert(config, workdir, method="qcfs", T=2, output_dir="snn_fixed")
+        convert_run(config, workdir, method="qcfs", T=2, output_dir="snn_fixed")
     assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == before
-    replaced = _convert(config, workdir, method="qcfs", T=2, output_dir="snn_fixed", overwrite=True)
+    replaced = convert_run(
+        config, workdir, method="qcfs", T=2, output_dir="snn_fixed", overwrite=True
+    )
     assert json.loads((folder / "results.json").read_text())["method"] == replaced["method"]
 
 
 def test_rerun_from_results_json_reproduces_the_accuracies(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="srp", T=3, presim=1)
+    results = convert_run(config, workdir, method="srp", T=3, presim=1)
     again = engine.rerun(pathlib.Path(results["output_dir"]) / "results.json")
     assert again["snn_accuracy"] == results["snn_accuracy"]
     assert again["ann_accuracy"] == results["ann_accuracy"]
@@ -148,7 +144,7 @@ def test_load_snn_round_trips_every_method(trained, name):
     and re-simulates with identical per-step accuracy."""
     config, workdir = trained
     extra = {"iat": True} if name == "calib_max" else {}
-    results = _convert(config, workdir, method=name, T=3, **_small(name), **extra)
+    results = convert_run(config, workdir, method=name, T=3, **_small(name), **extra)
     conv, meta = outputs.load_snn(results["output_dir"])
     assert meta["method"] == name and meta["T"] == 3
     assert type(conv.protocol).__name__.lower() == {"srp": "srp", "cos": "cos"}.get(name, "direct")
@@ -162,7 +158,7 @@ def test_load_snn_round_trips_every_method(trained, name):
 
 def test_cos_starts_from_shifted_potentials_and_reports_latency(trained):
     config, workdir = trained
-    results = _convert(config, workdir, method="cos", T=3, presim=2)
+    results = convert_run(config, workdir, method="cos", T=3, presim=2)
     assert results["latency_steps"] == [3, 4, 5]
     assert results["method_fields"]["presim"] == 2
 
@@ -246,7 +242,7 @@ def test_two_devices_give_the_results_of_one(trained):
     runs = [("qcfs", {}), ("srp", {"presim": 2}), ("calib_light", _small("calib_light"))]
     two = {}
     for method, extra in runs:
-        r = _convert(config, workdir, method=method, T=3, output_dir=f"two_{method}", **extra)
+        r = convert_run(config, workdir, method=method, T=3, output_dir=f"two_{method}", **extra)
         two[method] = {k: r[k] for k in ("snn_accuracy", "spikes_per_image", "thresholds")}
     script = _ONE_DEVICE_RUN.format(
         root=str(ROOT),

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import math
 
-import ml_collections
 import numpy as np
 import pytest
 from event_files import (
@@ -21,6 +20,7 @@ from event_files import (
     write_dvs_gesture,
     write_nmnist,
 )
+from run_helpers import local_config
 from test_local_datasets import ROOT, _finish, _run
 
 import jaxsnn.data
@@ -34,19 +34,6 @@ NO_AEDAT4_WRITER = "dv-processing (the AEDAT4 writer) is not installed: pip inst
 NMNIST_FILES = {"train": 4, "test": 2}  # Per digit, digits 0-2.
 GESTURE_USERS = {"train": [1, 2], "test": [24]}
 CIFAR_PER_CLASS = 11  # Names ..._0, _1, _10, _2, ...: the split follows the sorted names.
-
-
-def _config(dataset: str, local_dir, data_dir, **fields) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        {
-            "dataset": dataset,
-            "local_dir": str(local_dir),
-            "data_dir": str(data_dir),
-            "seed": 0,
-            "data_workers": 0,
-            **fields,
-        }
-    )
 
 
 def _frames_reference(ev: dict, bins: int, side: int) -> np.ndarray:
@@ -146,7 +133,7 @@ def test_resize_keeps_counts_when_shrinking_and_values_when_growing():
 
 def test_nmnist_prepared_frames_labels_and_normalisation(nmnist, tmp_path):
     root, written = nmnist
-    config = _config("nmnist", root, tmp_path / "tfds")
+    config = local_config("nmnist", root, tmp_path / "tfds")
     info = jaxsnn.data.get_dataset_info(config)
     assert (info.train_size, info.test_size, info.num_classes) == (12, 6, 10)
     assert info.image_shape == (34, 34, 18) and set(info.mean) == {0.0}
@@ -169,7 +156,7 @@ def test_nmnist_prepared_frames_labels_and_normalisation(nmnist, tmp_path):
 
 def test_dvs_gesture_split_labels_bins_and_size(gesture, tmp_path):
     root, written = gesture
-    config = _config("dvs_gesture", root, tmp_path / "tfds", n_time_bins=4, image_size=32)
+    config = local_config("dvs_gesture", root, tmp_path / "tfds", n_time_bins=4, image_size=32)
     info = jaxsnn.data.get_dataset_info(config)
     assert (info.train_size, info.test_size, info.num_classes) == (20, 10, 11)
     assert info.image_shape == (32, 32, 8)
@@ -189,7 +176,7 @@ def test_dvs_gesture_split_labels_bins_and_size(gesture, tmp_path):
 
 def test_cifar10_dvs_nine_to_one_split_by_file_name(cifar_dvs, tmp_path):
     root, written = cifar_dvs
-    config = _config("cifar10_dvs", root, tmp_path / "tfds", image_size=16, n_time_bins=3)
+    config = local_config("cifar10_dvs", root, tmp_path / "tfds", image_size=16, n_time_bins=3)
     info = jaxsnn.data.get_dataset_info(config)
     # 11 recordings per class: ceil(0.9 · 11) = 10 for training, 1 for testing.
     assert (info.train_size, info.test_size, info.num_classes) == (100, 10, 10)
@@ -213,7 +200,7 @@ def test_missing_event_data_names_archive_and_folder(tmp_path):
         ("dvs_gesture", "ibmGestureTrain.tar.gz", "DVSGesture/ibmGestureTrain/"),
         ("cifar10_dvs", "CIFAR10DVS.zip", "CIFAR10DVS/<class>/*.aedat4"),
     ):
-        config = _config(name, tmp_path / "empty", tmp_path / "tfds")
+        config = local_config(name, tmp_path / "empty", tmp_path / "tfds")
         with pytest.raises(FileNotFoundError) as error:
             jaxsnn.data.get_dataset_info(config)
         message = str(error.value)
@@ -227,17 +214,17 @@ def test_corrupted_or_misplaced_files_are_refused(tmp_path):
     path = written["train"][1][0]
     path.write_bytes(path.read_bytes()[:-2])
     with pytest.raises(ValueError, match=r"00000\.bin: .* not a whole number of 5-byte"):
-        jaxsnn.data.get_dataset_info(_config("nmnist", root, tmp_path / "tfds"))
+        jaxsnn.data.get_dataset_info(local_config("nmnist", root, tmp_path / "tfds"))
     bad = tmp_path / "gesture" / "DVSGesture"
     write_dvs_gesture(tmp_path / "gesture", {"train": [1], "test": [2]})
     np.save(bad / "ibmGestureTrain" / "user01_led" / "3.npy", np.full((4, 4), 200.0))
-    config = _config("dvs_gesture", tmp_path / "gesture", tmp_path / "tfds")
+    config = local_config("dvs_gesture", tmp_path / "gesture", tmp_path / "tfds")
     with pytest.raises(ValueError, match=r"3\.npy: 4 events outside the 128x128"):
         jaxsnn.data.get_dataset_info(config)
     with pytest.raises(ValueError, match="config.augment: unknown augmentation"):
-        datasets.get_augment(_config("nmnist", root, tmp_path, augment="autoaugment_cutout"))
+        datasets.get_augment(local_config("nmnist", root, tmp_path, augment="autoaugment_cutout"))
     with pytest.raises(ValueError, match="config.n_time_bins: must be a positive integer"):
-        jaxsnn.data.get_dataset_info(_config("nmnist", root, tmp_path, n_time_bins=0))
+        jaxsnn.data.get_dataset_info(local_config("nmnist", root, tmp_path, n_time_bins=0))
 
 
 # End to end through train.py and convert.py ---------------------------------------------------

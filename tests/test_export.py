@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 from nir_cases import dyadic_images, layer_spikes, make_snn
+from run_helpers import convert as convert_run
 
 from jaxsnn import convert, export, tree
 from jaxsnn.cli import convert as engine
@@ -191,13 +192,6 @@ def test_from_nir_refuses_per_neuron_thresholds():
 # --------------------------------------------------------------------------- command line
 
 
-def _convert(config, workdir, **overrides):
-    config = config.copy_and_resolve_references()
-    config.convert.update(overrides)
-    config.convert.progress = False
-    return engine.convert_and_evaluate(config, workdir)
-
-
 SMALL = {"calib_batches": 1, "calib_batch_size": 8}
 
 
@@ -206,7 +200,7 @@ def test_convert_writes_snn_nir_beside_results(trained, method):
     config, workdir = trained
     opts = SMALL if method != "qcfs" else {}
     # Its own folder: other modules convert qcfs at T=4 on the shared model with other options.
-    results = _convert(
+    results = convert_run(
         config, workdir, method=method, T=4, export="nir", output_dir=f"snn_nir_{method}", **opts
     )
     out = pathlib.Path(results["output_dir"])
@@ -224,7 +218,7 @@ def test_convert_writes_snn_nir_beside_results(trained, method):
 def test_convert_refuses_an_inexpressible_method_before_evaluating(trained):
     config, workdir = trained
     with pytest.raises(ValueError, match="SRP start protocol"):
-        _convert(config, workdir, method="srp", T=2, export="nir", output_dir="srp_nir")
+        convert_run(config, workdir, method="srp", T=2, export="nir", output_dir="srp_nir")
     assert not (pathlib.Path(workdir) / "srp_nir").exists()
 
 

@@ -18,10 +18,10 @@ import subprocess
 import sys
 import tarfile
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
+from run_helpers import local_config
 
 import jaxsnn.data
 from jaxsnn.data import augment, datasets
@@ -144,19 +144,6 @@ def write_image_folder(root: pathlib.Path, seed: int = 2) -> dict[str, list]:
     return examples
 
 
-def _config(dataset: str, local_dir, data_dir, **fields) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        {
-            "dataset": dataset,
-            "local_dir": str(local_dir),
-            "data_dir": str(data_dir),
-            "seed": 0,
-            "data_workers": 0,
-            **fields,
-        }
-    )
-
-
 def _eval_split(config, split: str, batch_size: int) -> dict[str, np.ndarray]:
     batches = list(jaxsnn.data.eval_batches(config, split=split, batch_size=batch_size))
     return {k: np.concatenate([b[k][b["mask"]] for b in batches]) for k in ("image", "label")}
@@ -171,7 +158,7 @@ def _normalised(images: np.ndarray, info: jaxsnn.data.DatasetInfo) -> np.ndarray
 
 def test_cifar10_pickle_folder(tmp_path):
     arrays = write_cifar10(tmp_path / "downloads")
-    config = _config("cifar10", tmp_path / "downloads", tmp_path / "tfds", augment="none")
+    config = local_config("cifar10", tmp_path / "downloads", tmp_path / "tfds", augment="none")
     info = jaxsnn.data.get_dataset_info(config)
     assert (info.train_size, info.test_size, info.num_classes) == (5 * PER_BATCH, CIFAR_TEST, 10)
     assert info.image_shape == (32, 32, 3) and info.mean == (0.4914, 0.4822, 0.4465)
@@ -183,14 +170,14 @@ def test_cifar10_pickle_folder(tmp_path):
     source = datasets.open_split(config, "train")
     assert source.dataset_info.features["label"].names[3] == "class3"
     # The default CIFAR augmentation (crop, flip, Cutout) runs on the prepared data.
-    default = _config("cifar10", tmp_path / "downloads", tmp_path / "tfds")
+    default = local_config("cifar10", tmp_path / "downloads", tmp_path / "tfds")
     batch = next(jaxsnn.data.train_batches(default, epoch=0, batch_size=4))
     assert batch["image"].shape == (4, 32, 32, 3) and batch["label"].dtype == np.int32
 
 
 def test_cifar100_tarball_uses_fine_labels(tmp_path):
     arrays = write_cifar100_tarball(tmp_path / "dl")
-    config = _config("cifar100", tmp_path / "dl", tmp_path / "tfds", augment="none")
+    config = local_config("cifar100", tmp_path / "dl", tmp_path / "tfds", augment="none")
     info = jaxsnn.data.get_dataset_info(config)
     assert (info.train_size, info.test_size, info.num_classes) == (12, 6, 100)
     got = _eval_split(config, "test", batch_size=4)
@@ -203,7 +190,7 @@ def test_cifar100_tarball_uses_fine_labels(tmp_path):
 
 
 def test_cifar_missing_files_say_what_to_download(tmp_path):
-    config = _config("cifar10", tmp_path / "empty", tmp_path / "tfds")
+    config = local_config("cifar10", tmp_path / "empty", tmp_path / "tfds")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError) as error:
         jaxsnn.data.get_dataset_info(config)
@@ -214,7 +201,7 @@ def test_cifar_missing_files_say_what_to_download(tmp_path):
     write_cifar10(tmp_path / "partial")
     (tmp_path / "partial" / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="without data_batch_3"):
-        jaxsnn.data.get_dataset_info(_config("cifar10", tmp_path / "partial", tmp_path / "t2"))
+        jaxsnn.data.get_dataset_info(local_config("cifar10", tmp_path / "partial", tmp_path / "t2"))
 
 
 def test_cifar_corrupted_or_hostile_pickles_are_refused(tmp_path):
@@ -222,7 +209,7 @@ def test_cifar_corrupted_or_hostile_pickles_are_refused(tmp_path):
     batch = tmp_path / "a" / "cifar-10-batches-py" / "test_batch"
     batch.write_bytes(batch.read_bytes()[:100])
     with pytest.raises(ValueError, match="test_batch: not a CIFAR-10 python batch"):
-        jaxsnn.data.get_dataset_info(_config("cifar10", tmp_path / "a", tmp_path / "t"))
+        jaxsnn.data.get_dataset_info(local_config("cifar10", tmp_path / "a", tmp_path / "t"))
 
     class Hostile:
         def __reduce__(self):
@@ -230,7 +217,7 @@ def test_cifar_corrupted_or_hostile_pickles_are_refused(tmp_path):
 
     batch.write_bytes(pickle.dumps({b"data": Hostile(), b"labels": []}, protocol=2))
     with pytest.raises(ValueError, match="unexpected object"):
-        jaxsnn.data.get_dataset_info(_config("cifar10", tmp_path / "a", tmp_path / "t"))
+        jaxsnn.data.get_dataset_info(local_config("cifar10", tmp_path / "a", tmp_path / "t"))
 
 
 # ImageNet ImageFolder ------------------------------------------------------------------------
@@ -238,7 +225,7 @@ def test_cifar_corrupted_or_hostile_pickles_are_refused(tmp_path):
 
 def test_image_folder_labels_pixels_and_sizes(tmp_path):
     examples = write_image_folder(tmp_path / "imagenet")
-    config = _config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds", image_size=16)
+    config = local_config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds", image_size=16)
     info = jaxsnn.data.get_dataset_info(config)
     assert (info.train_size, info.test_size, info.num_classes) == (12, 5, 3)
     assert info.image_shape == (16, 16, 3)
@@ -268,7 +255,7 @@ def test_image_folder_labels_pixels_and_sizes(tmp_path):
 def test_image_folder_missing_split_says_what_to_download(tmp_path):
     write_image_folder(tmp_path / "imagenet")
     (tmp_path / "imagenet" / "val").rename(tmp_path / "imagenet" / "validation_elsewhere")
-    config = _config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds")
+    config = local_config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds")
     with pytest.raises(FileNotFoundError) as error:
         jaxsnn.data.get_dataset_info(config)
     message = str(error.value)
@@ -279,19 +266,19 @@ def test_image_folder_missing_split_says_what_to_download(tmp_path):
 def test_image_folder_unknown_validation_class(tmp_path):
     write_image_folder(tmp_path / "imagenet")
     (tmp_path / "imagenet" / "val" / "n99999999").mkdir()
-    config = _config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds")
+    config = local_config("imagenet2012", tmp_path / "imagenet", tmp_path / "tfds")
     with pytest.raises(ValueError, match=r"class folders \['n99999999'\] are not in"):
         jaxsnn.data.get_dataset_info(config)
 
 
 def test_local_dir_and_its_old_name(tmp_path):
     write_cifar10(tmp_path / "a")
-    old = _config("cifar10", "", tmp_path / "tfds", idx_dir=str(tmp_path / "a"))
+    old = local_config("cifar10", "", tmp_path / "tfds", idx_dir=str(tmp_path / "a"))
     assert jaxsnn.data.get_dataset_info(old).train_size == 5 * PER_BATCH
-    both = _config("cifar10", tmp_path / "a", tmp_path / "tfds", idx_dir=str(tmp_path / "b"))
+    both = local_config("cifar10", tmp_path / "a", tmp_path / "tfds", idx_dir=str(tmp_path / "b"))
     with pytest.raises(ValueError, match="config.idx_dir=.* name different folders"):
         jaxsnn.data.get_dataset_info(both)
-    missing = _config("cifar10", "", tmp_path / "t2", idx_dir=str(tmp_path / "nowhere"))
+    missing = local_config("cifar10", "", tmp_path / "t2", idx_dir=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="set config.idx_dir to the folder"):
         jaxsnn.data.get_dataset_info(missing)
 
