@@ -1,15 +1,15 @@
 """Sweeps: K threshold scalings (or initial potentials) in one compiled call.
 
 The K simulations run as ``lax.map`` over the swept values. On CPU they run one after the other
-inside the program (``batch_size=1``): a vmapped sweep simulates a K·B batch whose activations no
-longer fit the cache, and was 0.44–0.59× the speed of K separate calls there (``bench/sweep.py``),
-while one value at a time runs the loop's shapes at the loop's speed. Initial-potential sweeps
-equal the loop bit for bit; threshold sweeps to float32 rounding (inside the sweep XLA may divide
-by the scaled θ differently). On other backends all K run vmapped together (``batch_size=K``).
-``group=c`` overrides either choice: c values are vmapped together, the groups run one after the
-other. On CPU a small batch of a wide network can gain from it (VGG-16 with batch 4: the vmapped
-sweep was 1.16–1.18× the loop's speed, one value at a time 0.83–0.94×; see the README's
-Benchmarks).
+inside the program (``batch_size=1``): a vmapped sweep simulates one K·B batch, which at batch
+16–32 was 0.88–0.93× the speed of K separate calls on a quiet 2-core CPU (0.44–0.59× under load;
+``bench/sweep.py``), while one value at a time runs the loop's shapes at the loop's speed.
+Initial-potential sweeps equal the loop bit for bit; threshold sweeps to float32 rounding (inside
+the sweep XLA may divide by the scaled θ differently). On other backends all K run vmapped
+together (``batch_size=K``). ``group=c`` overrides either choice: c values are vmapped together,
+the groups run one after the other. On CPU a small batch of a wide network can gain from it
+(VGG-16 with batch 4: the vmapped sweep was 1.16–1.18× the loop's speed, one value at a time
+0.83–0.94×; see the README's Benchmarks).
 """
 
 from collections.abc import Mapping
