@@ -264,3 +264,16 @@ def test_two_devices_give_the_results_of_one(trained):
     for method, _ in runs:
         assert one[method].pop("devices") == 1
         assert one[method] == json.loads(json.dumps(two[method])), method
+
+
+def test_a_sweep_the_method_cannot_run_is_refused_before_evaluating(trained, monkeypatch):
+    config, workdir = trained
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated before refusing the sweep")
+
+    monkeypatch.setattr(engine, "evaluate_run", no_evaluation)
+    sweep = {"kind": "threshold", "values": [0.5, 1.0]}
+    with pytest.raises(ValueError, match="sweeps run methods without a pre-simulation"):
+        convert_run(config, workdir, method="srp", T=2, presim=2, sweep=sweep, output_dir="sw")
+    assert not (pathlib.Path(workdir) / "sw").exists()

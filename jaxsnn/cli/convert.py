@@ -120,14 +120,18 @@ def _output_folder(config, workdir, method: str, opts: Mapping) -> epath.Path:
 # --------------------------------------------------------------------------- runs
 
 
-def _sweep(config, conv, batches, shard, num_steps: int) -> dict:
-    sweep = config.convert.sweep
+def _check_sweep(config, conv) -> None:
+    """Refuses a sweep the converted SNN cannot run (before the evaluation is spent)."""
     if not isinstance(conv.protocol, Direct):
         raise ValueError(
             "config.convert.sweep: sweeps run methods without a pre-simulation (not srp/cos)"
         )
     if input_encoding(config) is not None:
         raise ValueError("config.convert.sweep: sweeps run on direct input (encoding='direct')")
+
+
+def _sweep(config, conv, batches, shard, num_steps: int) -> dict:
+    sweep = config.convert.sweep
     values = jnp.asarray(list(sweep["values"]), jnp.float32)
     correct, n = None, 0.0
     for batch in batches:
@@ -245,6 +249,9 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     logging.info("converting with %s (%d calibration batches)", method, len(batches))
     encoding = input_encoding(config)
     conv = methods.convert(method, run.ann_model, run.variables, batches, opts, encoding=encoding)
+    sweeping = bool(cc.get("sweep") and cc.sweep.get("kind"))
+    if sweeping:
+        _check_sweep(config, conv)
     nir_graph = None  # Built before evaluating, so a method NIR cannot express fails early.
     if cc.get("export") == "nir":
         meta = {"method": method, "jaxsnn_version": __version__}
@@ -288,7 +295,7 @@ def convert_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     for key in ("iat", "srp_mask_fraction", "compensated_accuracy"):
         if key in summary:
             results[key] = summary[key]
-    if cc.get("sweep") and cc.sweep.get("kind"):
+    if sweeping:
         eval_batches = data.eval_batches(config, split="test", batch_size=config.eval_batch_size)
         results["sweep"] = _sweep(config, conv, eval_batches, run.shard, T)
     results["seconds"]["evaluation"] = time.time() - converted
